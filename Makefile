@@ -1,0 +1,80 @@
+# herenow: the two contract commands are `make run` and `make test` (see README.md).
+# Everything else here serves them. Works on a fresh Debian machine with Rust, Node and
+# npm: redis-server and chromium are installed from apt when missing (as root), or the
+# target stops and names the package to install.
+
+SHELL := /bin/bash
+PORT ?= 3000
+CARGO ?= cargo
+# One target dir for every build and test: a clean release build takes minutes.
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/herenow
+BIN_RELEASE := $(CARGO_TARGET_DIR)/release/herenow
+DEMO_DIST := apps/demo/dist
+
+.PHONY: run dev test lint test-rust test-web test-e2e bench bench-smoke \
+        deps-redis deps-chromium web-install web-build build-debug build-release
+
+## make run: the demo and the WebSocket on one port (memory store), http://localhost:$(PORT)/rooms/lobby
+run: build-release web-build
+	@echo "herenow on http://localhost:$(PORT)/rooms/lobby"
+	PORT=$(PORT) STATIC_DIR=$(DEMO_DIST) $(BIN_RELEASE)
+
+## make test: formatting, lints and every test (Rust, Redis, web, end to end, bench smoke)
+test: lint test-rust test-web test-e2e bench-smoke
+	@echo "make test: all green"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-rust: deps-redis
+	$(CARGO) test --workspace
+
+build-debug:
+	$(CARGO) build -p herenow
+
+build-release:
+	$(CARGO) build --release -p herenow
+
+# ---- web (packages/client, packages/react, apps/demo) -------------------------------
+web-install:
+	@if [ -f package.json ]; then \
+	  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi; \
+	else echo "web: no package.json yet, nothing to install"; fi
+
+web-build: web-install
+	@if [ -f apps/demo/package.json ]; then npm run build --workspace apps/demo; \
+	else echo "web: the demo app is not there yet; herenow serves a placeholder page"; fi
+
+test-web: web-install
+	@if [ -f package.json ]; then npm run typecheck && npm test; else echo "web: no tests yet"; fi
+
+test-e2e: web-build build-debug deps-chromium deps-redis
+	@if [ -f e2e/package.json ] || [ -d e2e ]; then npm run e2e; else echo "e2e: no tests yet"; fi
+
+## make dev: herenow on :3000 plus Vite with hot reload on :5173 (proxying /server)
+dev: build-debug web-install
+	@trap 'kill 0' EXIT; PORT=3000 $(BIN_DEBUG) & npm run dev --workspace apps/demo
+
+# ---- benchmarks (crates/herenow-bench) -----------------------------------------------
+bench: build-release deps-redis
+	@echo "bench: not written yet"
+
+bench-smoke: build-debug deps-redis
+	@echo "bench smoke: not written yet"
+
+# ---- system packages -----------------------------------------------------------------
+deps-redis:
+	@command -v redis-server >/dev/null || $(call apt_install,redis-server)
+
+deps-chromium:
+	@test -x /usr/bin/chromium || $(call apt_install,chromium)
+
+# apt_install(pkg): install a Debian package when root, else stop and name it.
+define apt_install
+{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+    echo "installing $(1) from apt"; \
+    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+  else echo "error: $(1) is missing; install it with: sudo apt-get install $(1)" >&2; exit 1; fi; }
+endef

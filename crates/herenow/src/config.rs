@@ -1,0 +1,251 @@
+//! Every setting, from flags or the environment, with its default and the reason for it.
+//! `herenow --help` lists them all; the README's table is the same list.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// herenow: room presence over WebSockets (who is on this page right now).
+#[derive(Clone, Debug, Parser)]
+#[command(name = "herenow", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one; the chosen address is printed on stdout).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Directory of the built demo app to serve (index.html for any other GET outside
+    /// /server). Unset: a page that says how to build it.
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// This process's name in a shared store (default: random). Must be unique per
+    /// running instance.
+    #[arg(long, env = "INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// Redis URL (redis://host:port/db). Unset: the in-memory store, one process.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Talk to a Redis Cluster (REDIS_URL may list several seed nodes, comma-separated).
+    #[arg(long, env = "REDIS_CLUSTER", default_value_t = false)]
+    pub redis_cluster: bool,
+
+    /// Prefix of every Redis key and channel, so several apps can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "presence")]
+    pub redis_prefix: String,
+
+    /// A member with no inbound frame (protocol pongs count) for this long is dropped.
+    /// Browsers answer protocol pings even in throttled background tabs.
+    #[arg(long, env = "STALE_MS", default_value_t = 30_000)]
+    pub stale_ms: u64,
+
+    /// How often an instance refreshes the store (one round trip for all its rooms).
+    /// At most STALE_MS / 3, so one late beat never prunes anyone.
+    #[arg(long, env = "HEARTBEAT_MS", default_value_t = 5_000)]
+    pub heartbeat_ms: u64,
+
+    /// Liveness lease of an instance in a shared store: a crashed instance's members are
+    /// gone everywhere after the lease plus one reap sweep (under 10 s by default).
+    #[arg(long, env = "LEASE_MS", default_value_t = 6_000)]
+    pub lease_ms: u64,
+
+    /// How often an instance renews its lease and reaps expired ones (shared store only).
+    /// At most LEASE_MS / 3.
+    #[arg(long, env = "REAP_MS", default_value_t = 2_000)]
+    pub reap_ms: u64,
+
+    /// Reconnect window: a socket that closes (other than with 1000) and comes back with
+    /// the same id within it causes no leave and no join. Hides reloads and platform
+    /// cuts of long connections.
+    #[arg(long, env = "GRACE_MS", default_value_t = 3_000)]
+    pub grace_ms: u64,
+
+    /// Protocol-level ping to each socket, so dead peers are noticed and proxies keep
+    /// the connection open.
+    #[arg(long, env = "PING_MS", default_value_t = 15_000)]
+    pub ping_ms: u64,
+
+    /// A typing signal not refreshed for this long is withdrawn by the server.
+    #[arg(long, env = "TYPING_TIMEOUT_MS", default_value_t = 5_000)]
+    pub typing_timeout_ms: u64,
+
+    /// A socket that sends no valid hello within this time is closed with 1008.
+    #[arg(long, env = "HELLO_TIMEOUT_MS", default_value_t = 10_000)]
+    pub hello_timeout_ms: u64,
+
+    /// Largest inbound frame; larger ones close the socket with 1009.
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = 4_096)]
+    pub max_frame_bytes: usize,
+
+    /// Largest room, in members; a new member beyond it gets `room_full` and 1013.
+    #[arg(long, env = "MAX_ROOM_MEMBERS", default_value_t = 10_000)]
+    pub max_room_members: usize,
+
+    /// Sustained inbound messages per second per socket.
+    #[arg(long, env = "RATE_PER_SEC", default_value_t = 20)]
+    pub rate_per_sec: u32,
+
+    /// Inbound burst per socket above the sustained rate. A socket over the limit is
+    /// told once (`rate_limited`) and closed with 1008 if it sends as much again.
+    #[arg(long, env = "RATE_BURST", default_value_t = 40)]
+    pub rate_burst: u32,
+
+    /// Broadcasts per room sent at once within one BROADCAST_INTERVAL_MS; beyond it,
+    /// changes merge into one broadcast per interval. A room changing at human pace
+    /// never waits; a join storm does not send N^2 rosters.
+    #[arg(long, env = "BROADCAST_BURST", default_value_t = 10)]
+    pub broadcast_burst: u32,
+
+    /// The throttle interval of room broadcasts.
+    #[arg(long, env = "BROADCAST_INTERVAL_MS", default_value_t = 100)]
+    pub broadcast_interval_ms: u64,
+
+    /// Outbound queue bound per socket, in bytes. A socket behind by more has its queued
+    /// rosters replaced by the latest snapshot (which is always let through), and is
+    /// closed with 1013 if that keeps happening.
+    #[arg(long, env = "OUTBOX_BYTES", default_value_t = 1 << 20)]
+    pub outbox_bytes: usize,
+
+    /// On SIGTERM/SIGINT: how long to wait for sockets to take their 1012 close.
+    #[arg(long, env = "DRAIN_MS", default_value_t = 2_000)]
+    pub drain_ms: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as if started with no flags and an empty environment.
+    pub fn defaults() -> Config {
+        Config::parse_from_env_free(["herenow"])
+    }
+
+    /// Parse `args` ignoring the environment (tests must not depend on the caller's env).
+    pub fn parse_from_env_free<I, T>(args: I) -> Config
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = Config::command();
+        let ids: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for id in ids {
+            cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
+        }
+        let matches = cmd.get_matches_from(args);
+        Config::from_arg_matches(&matches).expect("clap checked the arguments")
+    }
+
+    /// Relations between settings that must hold; a message for the first that does not.
+    pub fn check(&self) -> Result<(), String> {
+        if self.heartbeat_ms == 0 || self.heartbeat_ms * 3 > self.stale_ms {
+            return Err("HEARTBEAT_MS must be positive and at most STALE_MS / 3".into());
+        }
+        if self.reap_ms == 0 || self.reap_ms * 3 > self.lease_ms {
+            return Err("REAP_MS must be positive and at most LEASE_MS / 3".into());
+        }
+        if self.lease_ms < self.grace_ms {
+            return Err("LEASE_MS must be at least GRACE_MS, so a restarting instance's members survive its grace window".into());
+        }
+        if self.max_frame_bytes < 256 {
+            return Err("MAX_FRAME_BYTES must be at least 256".into());
+        }
+        if self.rate_per_sec == 0 || self.broadcast_burst == 0 || self.broadcast_interval_ms == 0 {
+            return Err("rates, bursts and intervals must be positive".into());
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}', ' ']) {
+            return Err("REDIS_PREFIX must be non-empty, without braces or spaces".into());
+        }
+        Ok(())
+    }
+
+    pub fn stale(&self) -> Duration {
+        Duration::from_millis(self.stale_ms)
+    }
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+    pub fn reap(&self) -> Duration {
+        Duration::from_millis(self.reap_ms)
+    }
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+    pub fn ping(&self) -> Duration {
+        Duration::from_millis(self.ping_ms)
+    }
+    pub fn typing_timeout(&self) -> Duration {
+        Duration::from_millis(self.typing_timeout_ms)
+    }
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_millis(self.hello_timeout_ms)
+    }
+    pub fn broadcast_interval(&self) -> Duration {
+        Duration::from_millis(self.broadcast_interval_ms)
+    }
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::defaults();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!(c.stale_ms, 30_000);
+        assert_eq!(c.heartbeat_ms, 5_000);
+        assert_eq!(c.lease_ms, 6_000);
+        assert_eq!(c.reap_ms, 2_000);
+        assert_eq!(c.grace_ms, 3_000);
+        assert_eq!(c.ping_ms, 15_000);
+        assert_eq!(c.typing_timeout_ms, 5_000);
+        assert_eq!(c.hello_timeout_ms, 10_000);
+        assert_eq!(c.max_frame_bytes, 4_096);
+        assert_eq!(c.max_room_members, 10_000);
+        assert_eq!((c.rate_per_sec, c.rate_burst), (20, 40));
+        assert_eq!((c.broadcast_burst, c.broadcast_interval_ms), (10, 100));
+        assert_eq!(c.redis_prefix, "presence");
+        assert!(c.redis_url.is_none() && !c.redis_cluster && c.static_dir.is_none());
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        c.check().unwrap();
+        // A crashed instance is gone everywhere within 10 s by default.
+        assert!(c.lease_ms + c.reap_ms <= 10_000);
+    }
+
+    #[test]
+    fn bad_relations_are_refused() {
+        let c = Config::parse_from_env_free(["herenow", "--heartbeat-ms", "20000"]);
+        assert!(c.check().is_err());
+        let c = Config::parse_from_env_free(["herenow", "--lease-ms", "1000"]);
+        assert!(c.check().is_err());
+        let c = Config::parse_from_env_free(["herenow", "--redis-prefix", "a{b}"]);
+        assert!(c.check().is_err());
+    }
+}

@@ -1,0 +1,603 @@
+//! Pure roster logic: who is in a room, how it changes, and what clients are told.
+//!
+//! The store keeps one [`Entry`] per (instance, presence id): an instance writes only its
+//! own entries, so a member whose tabs sit on two instances never vanishes when one of
+//! them closes. Clients see the union, one [`User`] per presence id: tabs summed, the
+//! earliest `since`, and the hints and state of the most recently written entry.
+//!
+//! Every store change bumps the room version by one. A [`Roster`] applies changes in
+//! version order and records, in a [`Span`], how each touched member looked before; a
+//! span then yields the net [`Diff`] of any number of changes, so a throttled broadcast
+//! can merge a storm of joins into one message. No sockets, no clocks, no I/O: all of it
+//! is tested directly, including a property test that the diff stream applied to the
+//! first snapshot always reproduces the latest one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Diff, Id, Presence, RawJson, RoomId, User, UserHints};
+
+/// The name of one server process in a shared store.
+pub type InstanceId = Arc<str>;
+
+/// One instance's record of one member in a room.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(default)]
+    pub user: UserHints,
+    pub state: RawJson,
+    /// Sockets of this id on that instance, including ones inside their grace window.
+    pub tabs: u32,
+    /// When this entry was first written, ms since the Unix epoch.
+    pub since: u64,
+}
+
+/// An entry as the store holds it, with the room version that last wrote it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stamped {
+    pub instance: InstanceId,
+    pub id: Id,
+    pub entry: Entry,
+    pub stamp: u64,
+}
+
+/// One step of a change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Op {
+    /// Write (insert or replace) `instance`'s entry for `id`.
+    Upsert {
+        instance: InstanceId,
+        id: Id,
+        entry: Entry,
+    },
+    /// Remove `instance`'s entry for `id` (absent entries are ignored).
+    Remove { instance: InstanceId, id: Id },
+}
+
+/// What one store mutation did: the room went from `version - 1` to `version`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub version: u64,
+    pub ops: Vec<Op>,
+}
+
+/// A whole room as the store holds it. An unknown room is empty at version 0.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoomState {
+    pub version: u64,
+    pub entries: Vec<Stamped>,
+}
+
+/// How [`Roster::apply`] took a change.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// It was the next version and is now part of the roster.
+    Applied,
+    /// The roster already has it (an echo, or a duplicate): ignored.
+    Stale,
+    /// A version in between is missing: the caller must re-read the room.
+    Gap,
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    /// (instance, entry, stamp), at most one per instance.
+    entries: Vec<(InstanceId, Entry, u64)>,
+    /// The merged view, rebuilt whenever an entry changes.
+    user: Arc<User>,
+}
+
+impl Member {
+    fn merge(id: &Id, entries: &[(InstanceId, Entry, u64)]) -> Arc<User> {
+        let latest = entries
+            .iter()
+            .max_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)))
+            .expect("a member has at least one entry");
+        Arc::new(User {
+            id: id.clone(),
+            hints: latest.1.user.clone(),
+            state: latest.1.state.clone(),
+            tabs: entries.iter().map(|e| e.1.tabs).sum(),
+            since: entries.iter().map(|e| e.1.since).min().unwrap_or(0),
+        })
+    }
+}
+
+/// A room's members at one version: this process's mirror of the store.
+#[derive(Clone, Debug)]
+pub struct Roster {
+    room: RoomId,
+    version: u64,
+    members: HashMap<Id, Member>,
+}
+
+impl Roster {
+    pub fn new(room: RoomId) -> Roster {
+        Roster {
+            room,
+            version: 0,
+            members: HashMap::new(),
+        }
+    }
+
+    pub fn from_state(room: RoomId, state: RoomState) -> Roster {
+        let mut roster = Roster::new(room);
+        roster.replace(state, &mut Span::new(0));
+        roster
+    }
+
+    pub fn room(&self) -> &RoomId {
+        &self.room
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Number of members (presence ids), not sockets.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn user(&self, id: &str) -> Option<&Arc<User>> {
+        self.members.get(id).map(|m| &m.user)
+    }
+
+    /// Apply `change` if it is the next version, noting in `span` how touched members
+    /// looked before.
+    pub fn apply(&mut self, change: &Change, span: &mut Span) -> Applied {
+        if change.version <= self.version {
+            return Applied::Stale;
+        }
+        if change.version != self.version + 1 {
+            return Applied::Gap;
+        }
+        for op in &change.ops {
+            match op {
+                Op::Upsert {
+                    instance,
+                    id,
+                    entry,
+                } => self.upsert(instance, id, entry.clone(), change.version, span),
+                Op::Remove { instance, id } => self.remove(instance, id, span),
+            }
+        }
+        self.version = change.version;
+        Applied::Applied
+    }
+
+    fn upsert(
+        &mut self,
+        instance: &InstanceId,
+        id: &Id,
+        entry: Entry,
+        stamp: u64,
+        span: &mut Span,
+    ) {
+        span.note(id, self.user(id));
+        let member = self.members.entry(id.clone());
+        match member {
+            std::collections::hash_map::Entry::Occupied(mut m) => {
+                let m = m.get_mut();
+                match m.entries.iter_mut().find(|e| e.0 == *instance) {
+                    Some(slot) => *slot = (instance.clone(), entry, stamp),
+                    None => m.entries.push((instance.clone(), entry, stamp)),
+                }
+                m.user = Member::merge(id, &m.entries);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let entries = vec![(instance.clone(), entry, stamp)];
+                let user = Member::merge(id, &entries);
+                v.insert(Member { entries, user });
+            }
+        }
+    }
+
+    fn remove(&mut self, instance: &InstanceId, id: &Id, span: &mut Span) {
+        let Some(member) = self.members.get_mut(id) else {
+            return;
+        };
+        let Some(at) = member.entries.iter().position(|e| e.0 == *instance) else {
+            return;
+        };
+        span.note(id, Some(&member.user));
+        member.entries.swap_remove(at);
+        if member.entries.is_empty() {
+            self.members.remove(id);
+        } else {
+            member.user = Member::merge(id, &member.entries);
+        }
+    }
+
+    /// Replace everything with a state read from the store (on a gap, a resubscribe or a
+    /// reconnect). The version may even go down, after a store that lost its data.
+    pub fn replace(&mut self, state: RoomState, span: &mut Span) {
+        for (id, member) in &self.members {
+            span.note(id, Some(&member.user));
+        }
+        let mut grouped: HashMap<Id, Vec<(InstanceId, Entry, u64)>> = HashMap::new();
+        for s in state.entries {
+            grouped
+                .entry(s.id)
+                .or_default()
+                .push((s.instance, s.entry, s.stamp));
+        }
+        self.members = grouped
+            .into_iter()
+            .map(|(id, mut entries)| {
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                entries.dedup_by(|a, b| a.0 == b.0);
+                span.note(&id, None);
+                let user = Member::merge(&id, &entries);
+                (id, Member { entries, user })
+            })
+            .collect();
+        self.version = state.version;
+    }
+
+    /// Members in display order: by arrival, then id.
+    pub fn users(&self) -> Vec<Arc<User>> {
+        let mut users: Vec<Arc<User>> = self.members.values().map(|m| m.user.clone()).collect();
+        users.sort_by(|a, b| (a.since, &a.id).cmp(&(b.since, &b.id)));
+        users
+    }
+
+    /// The roster as a `presence` message: with `users` for protocol 2, without `self`.
+    pub fn presence(&self, with_users: bool) -> Presence {
+        let users = self.users();
+        Presence {
+            room_id: self.room.clone(),
+            count: users.len(),
+            members: users.iter().map(|u| u.id.clone()).collect(),
+            version: self.version,
+            users: with_users.then_some(users),
+            self_id: None,
+        }
+    }
+
+    /// Back to store form: what a snapshot of the store at this version holds.
+    pub fn state(&self) -> RoomState {
+        let mut entries: Vec<Stamped> = self
+            .members
+            .iter()
+            .flat_map(|(id, m)| {
+                m.entries.iter().map(|(instance, entry, stamp)| Stamped {
+                    instance: instance.clone(),
+                    id: id.clone(),
+                    entry: entry.clone(),
+                    stamp: *stamp,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.id, &a.instance).cmp(&(&b.id, &b.instance)));
+        RoomState {
+            version: self.version,
+            entries,
+        }
+    }
+}
+
+/// The changes not yet broadcast: the version clients were last told and how every
+/// member touched since then looked at that version.
+#[derive(Debug, Default)]
+pub struct Span {
+    prev: u64,
+    before: HashMap<Id, Option<Arc<User>>>,
+}
+
+impl Span {
+    pub fn new(prev: u64) -> Span {
+        Span {
+            prev,
+            before: HashMap::new(),
+        }
+    }
+
+    /// The version the next diff starts from.
+    pub fn prev(&self) -> u64 {
+        self.prev
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty()
+    }
+
+    fn note(&mut self, id: &Id, current: Option<&Arc<User>>) {
+        self.before
+            .entry(id.clone())
+            .or_insert_with(|| current.cloned());
+    }
+
+    /// The net diff from `prev` to the roster's version, and the span starts anew from
+    /// there. When nothing visible changed (a join and its leave, a rewrite with equal
+    /// values) there is nothing to send and the span keeps its `prev`, so clients that
+    /// hold `prev` can still apply the next diff.
+    pub fn take(&mut self, roster: &Roster) -> Option<Diff> {
+        let mut joined = Vec::new();
+        let mut left = Vec::new();
+        let mut updated = Vec::new();
+        for (id, before) in self.before.drain() {
+            match (before, roster.user(&id)) {
+                (None, Some(now)) => joined.push(now.clone()),
+                (Some(_), None) => left.push(id),
+                (Some(was), Some(now)) if was != *now => updated.push(now.clone()),
+                _ => {}
+            }
+        }
+        if joined.is_empty() && left.is_empty() && updated.is_empty() {
+            return None;
+        }
+        joined.sort_by(|a, b| (a.since, &a.id).cmp(&(b.since, &b.id)));
+        left.sort();
+        updated.sort_by(|a, b| a.id.cmp(&b.id));
+        let diff = Diff {
+            room_id: roster.room.clone(),
+            prev: self.prev,
+            version: roster.version,
+            joined,
+            left,
+            updated,
+        };
+        self.prev = roster.version;
+        Some(diff)
+    }
+
+    /// Forget what was noted and start from `version` (after a snapshot was sent instead).
+    pub fn reset(&mut self, version: u64) {
+        self.before.clear();
+        self.prev = version;
+    }
+}
+
+/// What a protocol-2 client holds: the reference for how clients apply messages, used
+/// by the tests (the TypeScript client's `applySnapshot` / `applyDiff` mirror it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientView {
+    pub version: u64,
+    pub users: BTreeMap<Id, Arc<User>>,
+}
+
+impl ClientView {
+    /// A snapshot always replaces what the client held.
+    pub fn apply_snapshot(&mut self, presence: &Presence) {
+        self.version = presence.version;
+        self.users = presence
+            .users
+            .iter()
+            .flatten()
+            .map(|u| (u.id.clone(), u.clone()))
+            .collect();
+    }
+
+    /// Applies `diff` when it starts at the held version; `false` means "send sync".
+    pub fn apply_diff(&mut self, diff: &Diff) -> bool {
+        if diff.prev != self.version {
+            return false;
+        }
+        for id in &diff.left {
+            self.users.remove(id);
+        }
+        for user in diff.joined.iter().chain(&diff.updated) {
+            self.users.insert(user.id.clone(), user.clone());
+        }
+        self.version = diff.version;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn room() -> RoomId {
+        RoomId::parse_or_lobby("r")
+    }
+
+    fn entry(name: &str, tabs: u32, since: u64) -> Entry {
+        Entry {
+            user: UserHints {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            state: RawJson::empty_object(),
+            tabs,
+            since,
+        }
+    }
+
+    fn up(version: u64, instance: &str, id: &str, e: Entry) -> Change {
+        Change {
+            version,
+            ops: vec![Op::Upsert {
+                instance: instance.into(),
+                id: id.into(),
+                entry: e,
+            }],
+        }
+    }
+
+    fn rm(version: u64, instance: &str, id: &str) -> Change {
+        Change {
+            version,
+            ops: vec![Op::Remove {
+                instance: instance.into(),
+                id: id.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn versions_apply_in_order_only() {
+        let mut r = Roster::new(room());
+        let mut s = Span::new(0);
+        assert_eq!(
+            r.apply(&up(2, "a", "x", entry("X", 1, 1)), &mut s),
+            Applied::Gap
+        );
+        assert_eq!(
+            r.apply(&up(1, "a", "x", entry("X", 1, 1)), &mut s),
+            Applied::Applied
+        );
+        assert_eq!(
+            r.apply(&up(1, "a", "x", entry("X", 1, 1)), &mut s),
+            Applied::Stale
+        );
+        assert_eq!(r.version(), 1);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn tabs_on_two_instances_are_one_member() {
+        let mut r = Roster::new(room());
+        let mut s = Span::new(0);
+        r.apply(&up(1, "a", "x", entry("Old", 2, 10)), &mut s);
+        r.apply(&up(2, "b", "x", entry("New", 1, 20)), &mut s);
+        let u = r.user("x").unwrap();
+        assert_eq!((u.tabs, u.since), (3, 10));
+        assert_eq!(u.hints.name.as_deref(), Some("New"), "latest write wins");
+        let d = s.take(&r).unwrap();
+        assert_eq!((d.prev, d.version, d.joined.len()), (0, 2, 1));
+
+        // One instance's entry goes: the member stays, with fewer tabs.
+        r.apply(&rm(3, "b", "x"), &mut s);
+        let d = s.take(&r).unwrap();
+        assert!(d.left.is_empty() && d.joined.is_empty());
+        assert_eq!(d.updated[0].tabs, 2);
+        assert_eq!(d.updated[0].hints.name.as_deref(), Some("Old"));
+        r.apply(&rm(4, "a", "x"), &mut s);
+        assert_eq!(s.take(&r).unwrap().left, vec![Id::from("x")]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn net_effect_of_a_span() {
+        let mut r = Roster::new(room());
+        let mut s = Span::new(0);
+        r.apply(&up(1, "a", "x", entry("X", 1, 1)), &mut s);
+        s.take(&r).unwrap();
+        // y joins and leaves, x leaves and comes back changed: x updated, nothing else.
+        r.apply(&up(2, "a", "y", entry("Y", 1, 2)), &mut s);
+        r.apply(&rm(3, "a", "y"), &mut s);
+        r.apply(&rm(4, "a", "x"), &mut s);
+        r.apply(&up(5, "a", "x", entry("X2", 1, 1)), &mut s);
+        let d = s.take(&r).unwrap();
+        assert_eq!((d.prev, d.version), (1, 5));
+        assert!(d.joined.is_empty() && d.left.is_empty());
+        assert_eq!(d.updated.len(), 1);
+        // A span with no visible effect keeps its prev.
+        r.apply(&up(6, "a", "z", entry("Z", 1, 3)), &mut s);
+        r.apply(&rm(7, "a", "z"), &mut s);
+        assert!(s.take(&r).is_none());
+        assert_eq!(s.prev(), 5);
+    }
+
+    #[test]
+    fn users_in_arrival_order_and_state_round_trip() {
+        let mut r = Roster::new(room());
+        let mut s = Span::new(0);
+        r.apply(&up(1, "a", "late", entry("L", 1, 50)), &mut s);
+        r.apply(&up(2, "a", "early", entry("E", 1, 10)), &mut s);
+        r.apply(&up(3, "b", "early", entry("E", 1, 5)), &mut s);
+        let p = r.presence(false);
+        assert_eq!(p.members, vec![Id::from("early"), Id::from("late")]);
+        assert_eq!((p.count, p.version), (2, 3));
+        assert!(p.users.is_none());
+        let copy = Roster::from_state(room(), r.state());
+        assert_eq!(copy.users(), r.users());
+        assert_eq!(copy.version(), 3);
+    }
+
+    #[test]
+    fn replace_reports_the_difference() {
+        let mut r = Roster::new(room());
+        let mut s = Span::new(0);
+        r.apply(&up(1, "a", "x", entry("X", 1, 1)), &mut s);
+        r.apply(&up(2, "a", "y", entry("Y", 1, 1)), &mut s);
+        s.take(&r);
+        let mut truth = Roster::new(room());
+        let mut ts = Span::new(0);
+        truth.apply(&up(1, "a", "y", entry("Y2", 1, 1)), &mut ts);
+        truth.apply(&up(2, "b", "z", entry("Z", 1, 1)), &mut ts);
+        truth.apply(&up(3, "b", "w", entry("W", 1, 1)), &mut ts);
+        r.replace(truth.state(), &mut s);
+        let d = s.take(&r).unwrap();
+        assert_eq!((d.prev, d.version), (2, 3));
+        assert_eq!(d.left, vec![Id::from("x")]);
+        assert_eq!(d.joined.len(), 2);
+        assert_eq!(d.updated[0].hints.name.as_deref(), Some("Y2"));
+    }
+
+    /// A random store mutation on a small space of instances and ids.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Up(u8, u8, u8, u8),
+        Rm(u8, u8),
+        Flush,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..3u8, 0..6u8, 1..4u8, 0..3u8).prop_map(|(i, x, t, n)| Step::Up(i, x, t, n)),
+            3 => (0..3u8, 0..6u8).prop_map(|(i, x)| Step::Rm(i, x)),
+            2 => Just(Step::Flush),
+        ]
+    }
+
+    proptest! {
+        /// Applying the diff stream to the first snapshot always equals the latest
+        /// snapshot, whatever the changes and however they are batched into diffs.
+        #[test]
+        fn diff_stream_reproduces_the_latest_snapshot(
+            prefix in proptest::collection::vec(step(), 0..20),
+            steps in proptest::collection::vec(step(), 0..80),
+        ) {
+            let mut roster = Roster::new(room());
+            let mut span = Span::new(0);
+            let mut version = 0;
+            let mut mutate = |roster: &mut Roster, span: &mut Span, s: &Step| -> Result<(), TestCaseError> {
+                let change = match s {
+                    Step::Up(i, x, t, n) => up(version + 1, &format!("i{i}"), &format!("x{x}"),
+                        entry(&format!("n{n}"), u32::from(*t), u64::from(*x))),
+                    Step::Rm(i, x) => rm(version + 1, &format!("i{i}"), &format!("x{x}")),
+                    Step::Flush => return Ok(()),
+                };
+                version += 1;
+                prop_assert_eq!(roster.apply(&change, span), Applied::Applied);
+                Ok(())
+            };
+            for s in &prefix {
+                mutate(&mut roster, &mut span, s)?;
+            }
+            // The client joins: first snapshot, and the span starts at its version.
+            let mut client = ClientView::default();
+            client.apply_snapshot(&roster.presence(true));
+            span.reset(roster.version());
+            for s in &steps {
+                if let Step::Flush = s {
+                    if let Some(diff) = span.take(&roster) {
+                        prop_assert!(client.apply_diff(&diff));
+                    }
+                } else {
+                    mutate(&mut roster, &mut span, s)?;
+                }
+            }
+            if let Some(diff) = span.take(&roster) {
+                prop_assert!(client.apply_diff(&diff));
+            }
+            let mut latest = ClientView::default();
+            latest.apply_snapshot(&roster.presence(true));
+            prop_assert_eq!(&client.users, &latest.users);
+            // The client holds the version of the last diff; any later no-op changes are
+            // still ahead of it, which is exactly what the next diff's prev will say.
+            prop_assert_eq!(client.version, span.prev());
+        }
+    }
+}

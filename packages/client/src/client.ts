@@ -1,0 +1,713 @@
+/**
+ * `PresenceClient`: one tab's membership of one room.
+ *
+ * It owns the connection state machine (`connecting` -> `open` -> `reconnecting` ... ->
+ * `closed`), the roster, typing signals and the activity log, and exposes everything as one
+ * immutable snapshot with `subscribe`/`getSnapshot` (the `useSyncExternalStore` contract).
+ * The socket, timers' randomness and browser APIs are injected, so the whole machine runs
+ * in Node and under fake timers.
+ */
+import {
+  ACTIVITY_CAPACITY,
+  activityOfChange,
+  appendActivity,
+  rosterChange,
+  type ActivityEntry,
+} from "./activity";
+import { closeDecision } from "./backoff";
+import { TAB_CHANNEL_NAME, TabIdentity, type ChannelLike, type StorageLike } from "./identity";
+import {
+  CloseCode,
+  MAX_EVENT_NAME_CHARS,
+  MAX_STATE_BYTES,
+  PROTOCOL_VERSION,
+  TYPING_EVENT,
+  decodeServerMsg,
+  encodeClientMsg,
+  jsonByteLength,
+  normalizeRoomId,
+  type ClientMsg,
+  type DiffMsg,
+  type Json,
+  type JsonObject,
+  type PresenceMsg,
+  type ServerEventMsg,
+  type User,
+  type UserHints,
+} from "./protocol";
+import { applyDiff, applySnapshot, deepFreeze, emptyRoster, type Roster } from "./roster";
+import { TYPING_RECEIVE_TIMEOUT_MS, TypingSignal } from "./typing";
+
+/** Keep-alive period: well inside the server's 30 s staleness limit and proxies' idle cuts. */
+export const PING_INTERVAL_MS = 25_000;
+/** A socket that has not opened after this long is abandoned and retried. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+/** Updates beyond 10 a second are merged: at most one `state` message per 100 ms. */
+export const STATE_THROTTLE_MS = 100;
+/** A tab hidden this long marks its owner `away`. */
+export const AWAY_AFTER_MS = 60_000;
+/** Diffs kept while waiting for the first snapshot on a socket. */
+export const MAX_BUFFERED_DIFFS = 64;
+
+export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "closed";
+
+/** Why the client is not connected, or the last error the server reported. */
+export interface ClientError {
+  /** `server`: an `error` message (the socket stays open); `close`: the socket was closed. */
+  readonly source: "server" | "close";
+  readonly code: string;
+  readonly message: string;
+}
+
+/** Everything a UI needs, immutable; a new object after every change. */
+export interface PresenceSnapshot {
+  readonly status: ConnectionStatus;
+  readonly roomId: string;
+  /** The room version held, or null before the first snapshot. */
+  readonly version: number | null;
+  /** Everyone in the room, ourselves included, by join time. */
+  readonly users: readonly User[];
+  /** Ourselves, with our latest local state and hints, once the server has us. */
+  readonly self: User | null;
+  /** Everyone but us. */
+  readonly others: readonly User[];
+  /** The others who are typing, in roster order. */
+  readonly typing: readonly User[];
+  /** Joins and leaves, newest first. */
+  readonly activity: readonly ActivityEntry[];
+  readonly error: ClientError | null;
+  /** When the next reconnect attempt is due (ms epoch), while `reconnecting`. */
+  readonly retryAt: number | null;
+}
+
+/** The subset of the browser `WebSocket` used here; `ws` in Node fits too. */
+export interface SocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+export type SocketConstructor = new (url: string) => SocketLike;
+
+/** An event from another member (`broadcast` on their side). */
+export interface PresenceEvent {
+  readonly from: string;
+  readonly event: string;
+  readonly data: Json;
+}
+
+/** Browser APIs the client uses when present; each can be replaced or turned off (null). */
+export interface ClientEnvironment {
+  location?: { protocol: string; host: string } | null;
+  sessionStorage?: StorageLike | null;
+  broadcastChannel?: ((name: string) => ChannelLike) | null;
+  /** For `visibilitychange` (away status). */
+  document?: (EventTarget & { readonly visibilityState: string }) | null;
+  /** For `online` (retry at once when the network comes back). */
+  window?: EventTarget | null;
+}
+
+export interface PresenceClientOptions {
+  /** Room id; anything but 1-64 of `[a-z0-9-]` means `lobby`, as on the server. */
+  room: string;
+  /**
+   * Where the server is: an http(s) or ws(s) base URL, to which `/server/ws/<room>` is
+   * appended. Default: the page's own origin.
+   */
+  url?: string;
+  /** Display hints (name, avatar URL, color). */
+  user?: UserHints;
+  /** Initial presence state; `status: "active"` is added when absent. */
+  state?: JsonObject;
+  /** Fixed tab id (tests, Node); default: the per-tab id kept in `sessionStorage`. */
+  tabId?: string;
+  /** WebSocket implementation; default `globalThis.WebSocket`. */
+  WebSocket?: SocketConstructor;
+  /** In [0, 1): drives jitter and fresh ids; injectable for tests. */
+  random?: () => number;
+  /** Hidden time before `away`; default 60 s. */
+  awayAfterMs?: number;
+  environment?: ClientEnvironment;
+}
+
+type Listener = () => void;
+const OPEN = 1;
+
+/**
+ * SSR and pre-connection snapshot: an empty room, no socket. Shared, so
+ * `getServerSnapshot` returns the same object every time.
+ */
+export function emptySnapshot(room: string, status: ConnectionStatus = "closed"): PresenceSnapshot {
+  return deepFreeze({
+    status,
+    roomId: normalizeRoomId(room),
+    version: null,
+    users: [],
+    self: null,
+    others: [],
+    typing: [],
+    activity: [],
+    error: null,
+    retryAt: null,
+  });
+}
+
+/** The WebSocket URL for a room: `base` (or the page's origin) + `/server/ws/<room>`. */
+export function roomUrl(
+  room: string,
+  base?: string,
+  location?: { protocol: string; host: string } | null,
+): string {
+  const path = `/server/ws/${encodeURIComponent(normalizeRoomId(room))}`;
+  if (base) {
+    const u = new URL(base);
+    const protocol = u.protocol === "https:" || u.protocol === "wss:" ? "wss:" : "ws:";
+    return `${protocol}//${u.host}${u.pathname.replace(/\/+$/, "")}${path}`;
+  }
+  if (!location) throw new Error("herenow: no page location; pass `url` to the client");
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
+}
+
+export class PresenceClient {
+  readonly roomId: string;
+  #url: string | undefined;
+  #env: Required<ClientEnvironment>;
+  #Socket: SocketConstructor | undefined;
+  #random: () => number;
+  #awayAfterMs: number;
+  #identity: TabIdentity | null;
+  #fixedId: string | null;
+
+  // Connection
+  #status: ConnectionStatus = "closed";
+  #socket: SocketLike | null = null;
+  /** Failed attempts since the last successful join; drives the backoff. */
+  #attempt = 0;
+  #everJoined = false;
+  #joined = false;
+  #wantConnected = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryAt: number | null = null;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  #pingTimer: ReturnType<typeof setInterval> | undefined;
+  #error: ClientError | null = null;
+
+  // Room
+  #roster: Roster;
+  #buffered: DiffMsg[] = [];
+  #syncRequested = false;
+  #activity: readonly ActivityEntry[] = [];
+  #activitySeq = 1;
+  #typingTimers = new Map<string, ReturnType<typeof setTimeout>>();
+
+  // Ourselves
+  #hints: UserHints;
+  #state: JsonObject;
+  #hintsDirty = false;
+  #stateDirty = false;
+  #lastStateSentAt = -Infinity;
+  #stateTimer: ReturnType<typeof setTimeout> | undefined;
+  #awayTimer: ReturnType<typeof setTimeout> | undefined;
+  #typing: TypingSignal;
+
+  // Store
+  #snapshot: PresenceSnapshot;
+  #listeners = new Set<Listener>();
+  #eventListeners = new Set<(event: PresenceEvent) => void>();
+  #detach: (() => void)[] = [];
+
+  constructor(options: PresenceClientOptions) {
+    this.roomId = normalizeRoomId(options.room);
+    this.#url = options.url;
+    this.#env = resolveEnvironment(options.environment);
+    this.#Socket = options.WebSocket;
+    this.#random = options.random ?? Math.random;
+    this.#awayAfterMs = options.awayAfterMs ?? AWAY_AFTER_MS;
+    this.#hints = { ...options.user };
+    this.#state = { status: "active", ...options.state };
+    checkStateSize(this.#state);
+    this.#fixedId = options.tabId ?? null;
+    this.#identity =
+      this.#fixedId === null
+        ? new TabIdentity({
+            storage: this.#env.sessionStorage,
+            channel: this.#env.broadcastChannel
+              ? () => this.#env.broadcastChannel!(TAB_CHANNEL_NAME)
+              : null,
+            random: this.#random,
+            onChange: () => this.#identityChanged(),
+          })
+        : null;
+    this.#typing = new TypingSignal((typing) => this.#sendEvent(TYPING_EVENT, { typing }));
+    this.#roster = emptyRoster(this.roomId);
+    this.#snapshot = emptySnapshot(this.roomId);
+  }
+
+  /** This tab's presence id (what `hello` sends). */
+  get tabId(): string {
+    return this.#fixedId ?? this.#identity!.id;
+  }
+
+  // ---- store contract --------------------------------------------------------------
+
+  /** `useSyncExternalStore`'s subscribe. */
+  subscribe = (listener: Listener): (() => void) => {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  };
+
+  /** `useSyncExternalStore`'s getSnapshot: the same object until something changes. */
+  getSnapshot = (): PresenceSnapshot => this.#snapshot;
+
+  /** Listens to other members' `broadcast` events (typing included). */
+  onEvent(listener: (event: PresenceEvent) => void): () => void {
+    this.#eventListeners.add(listener);
+    return () => this.#eventListeners.delete(listener);
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------
+
+  /** Joins the room; reconnects on its own until `disconnect()`. Idempotent. */
+  connect(): void {
+    if (this.#wantConnected) return;
+    this.#wantConnected = true;
+    this.#attempt = 0;
+    this.#everJoined = false;
+    this.#error = null;
+    this.#identity?.start();
+    this.#attachEnvironment();
+    this.#open();
+  }
+
+  /** Leaves now: closes with 1000, which tells the server to skip the grace window. */
+  disconnect(): void {
+    if (!this.#wantConnected) return;
+    this.#dropSocket(CloseCode.Normal, "leave");
+    this.#teardown();
+    this.#publish();
+  }
+
+  // ---- our presence ----------------------------------------------------------------
+
+  /**
+   * Merges `patch` into our presence state and sends it, throttled to 10 messages a
+   * second; the latest state always goes out. Throws if the state would exceed 1 KiB.
+   */
+  updateState(patch: JsonObject): void {
+    const next = { ...this.#state, ...patch };
+    checkStateSize(next);
+    this.#state = next;
+    this.#stateDirty = true;
+    this.#scheduleStateSend();
+    this.#publish();
+  }
+
+  /** Merges display hints (name, avatar, color) and sends them with the state. */
+  setUser(hints: UserHints): void {
+    this.#hints = { ...this.#hints, ...hints };
+    this.#hintsDirty = true;
+    this.#stateDirty = true;
+    this.#scheduleStateSend();
+    this.#publish();
+  }
+
+  /** Our latest local state (what the next `state` or `hello` carries). */
+  get state(): Readonly<JsonObject> {
+    return this.#state;
+  }
+
+  /** Sends an ephemeral event to everyone else in the room; dropped while offline. */
+  broadcast(event: string, data: Json = null): boolean {
+    if (event.length === 0 || event.length > MAX_EVENT_NAME_CHARS) {
+      throw new RangeError(`herenow: event names are 1-${MAX_EVENT_NAME_CHARS} characters`);
+    }
+    if (jsonByteLength(data) > MAX_STATE_BYTES) {
+      throw new RangeError(`herenow: event data is limited to ${MAX_STATE_BYTES} bytes`);
+    }
+    return this.#sendEvent(event, data);
+  }
+
+  /** Call on every keystroke: sends one `typing` signal, refreshed and stopped for you. */
+  notifyTyping(): void {
+    this.#typing.input();
+  }
+
+  /** Stops the typing signal now (message sent, field left). */
+  stopTyping(): void {
+    this.#typing.stop();
+  }
+
+  // ---- connection state machine ----------------------------------------------------
+
+  #open(): void {
+    this.#retryAt = null;
+    // Only the very first attempt is `connecting`; every later one is a reconnect.
+    this.#status = this.#everJoined || this.#attempt > 0 ? "reconnecting" : "connecting";
+    const Socket = this.#Socket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
+    if (!Socket) throw new Error("herenow: no WebSocket here; pass the `WebSocket` option");
+    const url = roomUrl(this.roomId, this.#url, this.#env.location);
+    let socket: SocketLike;
+    try {
+      socket = new Socket(url);
+    } catch (e) {
+      // A malformed URL or a blocked scheme: retrying cannot help.
+      this.#stop("close", "invalid_url", e instanceof Error ? e.message : String(e));
+      return;
+    }
+    this.#socket = socket;
+    this.#joined = false;
+    this.#buffered = [];
+    this.#syncRequested = false;
+    socket.onopen = () => this.#socket === socket && this.#onOpen();
+    socket.onmessage = (ev) => this.#socket === socket && this.#onMessage(ev.data);
+    socket.onclose = (ev) => this.#socket === socket && this.#onClose(ev.code, ev.reason);
+    socket.onerror = () => {}; // A close event always follows.
+    this.#connectTimer = setTimeout(() => {
+      if (this.#socket === socket && socket.readyState !== OPEN) {
+        this.#dropSocket(CloseCode.GoingAway, "connect timeout");
+        this.#onClose(1006, "connect timeout");
+      }
+    }, CONNECT_TIMEOUT_MS);
+    this.#publish();
+  }
+
+  #onOpen(): void {
+    clearTimeout(this.#connectTimer);
+    const hello: ClientMsg = { type: "hello", id: this.tabId, proto: PROTOCOL_VERSION, state: this.#state };
+    if (Object.keys(this.#hints).length > 0) hello.user = this.#hints;
+    this.#send(hello);
+    // The hello carried everything pending.
+    this.#stateDirty = this.#hintsDirty = false;
+    this.#lastStateSentAt = Date.now();
+    this.#pingTimer = setInterval(() => this.#send({ type: "ping" }), PING_INTERVAL_MS);
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#dropSocket();
+    this.#clearTyping();
+    if (!this.#wantConnected) return;
+    const decision = closeDecision(code, this.#attempt, this.#random());
+    if (decision.kind === "stop") {
+      this.#stop("close", decision.reason, reason || `closed with ${code}`);
+      return;
+    }
+    this.#attempt += 1;
+    this.#status = "reconnecting";
+    if (code !== 1000 && code !== 1001 && code !== 1005 && code !== 1006) {
+      this.#error = { source: "close", code: String(code), message: reason || `closed with ${code}` };
+    }
+    this.#retryAt = Date.now() + decision.delayMs;
+    this.#retryTimer = setTimeout(() => this.#open(), decision.delayMs);
+    this.#publish();
+  }
+
+  /** Gives up: a close code that forbids retrying. */
+  #stop(source: ClientError["source"], code: string, message: string): void {
+    this.#dropSocket();
+    this.#teardown();
+    this.#error = { source, code, message };
+    this.#publish();
+  }
+
+  /** Back to `closed`: every timer, listener and channel released. */
+  #teardown(): void {
+    this.#wantConnected = false;
+    this.#status = "closed";
+    this.#typing.dispose();
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#stateTimer);
+    clearTimeout(this.#awayTimer);
+    this.#stateTimer = this.#awayTimer = undefined;
+    this.#retryAt = null;
+    for (const detach of this.#detach.splice(0)) detach();
+    this.#identity?.stop();
+    this.#clearTyping();
+  }
+
+  /** Detaches and closes the current socket, if any, and its timers. */
+  #dropSocket(code?: number, reason?: string): void {
+    const socket = this.#socket;
+    this.#socket = null;
+    this.#joined = false;
+    clearTimeout(this.#connectTimer);
+    clearInterval(this.#pingTimer);
+    if (!socket) return;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    if (code !== undefined) {
+      try {
+        socket.close(code, reason);
+      } catch {
+        // Already closing.
+      }
+    }
+  }
+
+  /** The network is back or our id changed: retry now instead of waiting out the backoff. */
+  #retryNow(): void {
+    if (!this.#wantConnected || this.#status !== "reconnecting" || this.#socket) return;
+    clearTimeout(this.#retryTimer);
+    this.#open();
+  }
+
+  #identityChanged(): void {
+    // We were a duplicated tab: leave under the shared id (1000: the original tab keeps
+    // it) and join again under our new one, without waiting.
+    if (!this.#wantConnected || !this.#socket) return;
+    this.#dropSocket(CloseCode.Normal, "tab id changed");
+    clearTimeout(this.#retryTimer);
+    this.#open();
+  }
+
+  // ---- inbound ---------------------------------------------------------------------
+
+  #onMessage(data: unknown): void {
+    const decoded = decodeServerMsg(typeof data === "string" ? data : String(data));
+    if (!decoded.ok) return; // A newer server's message we cannot read: skip it.
+    const msg = decoded.msg;
+    switch (msg.type) {
+      case "presence":
+        this.#onSnapshot(msg);
+        break;
+      case "diff":
+        this.#onDiff(msg);
+        break;
+      case "event":
+        this.#onEvent(msg);
+        break;
+      case "error":
+        this.#error = { source: "server", code: msg.code, message: msg.message };
+        this.#publish();
+        break;
+      case "pong":
+        break;
+    }
+  }
+
+  #onSnapshot(msg: PresenceMsg): void {
+    const before = this.#roster;
+    this.#roster = applySnapshot(before, msg);
+    this.#syncRequested = false;
+    if (!this.#joined) {
+      // First snapshot on this socket: it seeds silently, then the buffered diffs follow.
+      this.#joined = true;
+      this.#everJoined = true;
+      this.#attempt = 0;
+      this.#status = "open";
+      if (this.#error?.source === "close") this.#error = null;
+      const buffered = this.#buffered;
+      this.#buffered = [];
+      for (const diff of buffered) this.#applyDiff(diff);
+      if (this.#stateDirty) this.#scheduleStateSend();
+    } else {
+      // A `sync` answer: whatever changed in the gap is real activity.
+      const { joined, left } = rosterChange(before.users, this.#roster.users);
+      this.#log(joined, left);
+    }
+    this.#pruneTyping();
+    this.#publish();
+  }
+
+  #onDiff(msg: DiffMsg): void {
+    if (!this.#joined) {
+      if (this.#buffered.length < MAX_BUFFERED_DIFFS) this.#buffered.push(msg);
+      return;
+    }
+    this.#applyDiff(msg);
+    this.#pruneTyping();
+    this.#publish();
+  }
+
+  #applyDiff(msg: DiffMsg): void {
+    const result = applyDiff(this.#roster, msg);
+    switch (result.kind) {
+      case "applied":
+        this.#roster = result.roster;
+        this.#log(result.joined, result.left);
+        break;
+      case "gap":
+        if (!this.#syncRequested) {
+          this.#syncRequested = true;
+          this.#send({ type: "sync" });
+        }
+        break;
+      case "stale":
+      case "unsynced":
+        break;
+    }
+  }
+
+  #onEvent(msg: ServerEventMsg): void {
+    if (msg.event === TYPING_EVENT) {
+      const typing =
+        typeof msg.data === "object" && msg.data !== null && !Array.isArray(msg.data)
+          ? msg.data.typing === true
+          : false;
+      clearTimeout(this.#typingTimers.get(msg.from));
+      if (typing) {
+        this.#typingTimers.set(
+          msg.from,
+          setTimeout(() => {
+            this.#typingTimers.delete(msg.from);
+            this.#publish();
+          }, TYPING_RECEIVE_TIMEOUT_MS),
+        );
+      } else {
+        this.#typingTimers.delete(msg.from);
+      }
+      this.#publish();
+    }
+    const event: PresenceEvent = { from: msg.from, event: msg.event, data: msg.data };
+    for (const listener of [...this.#eventListeners]) listener(event);
+  }
+
+  #log(joined: readonly User[], left: readonly User[]): void {
+    const entries = activityOfChange(joined, left, this.#roster.self, Date.now(), this.#activitySeq);
+    this.#activitySeq += entries.length;
+    this.#activity = appendActivity(this.#activity, entries, ACTIVITY_CAPACITY);
+  }
+
+  /** Typing marks of members who left are dropped. */
+  #pruneTyping(): void {
+    for (const [id, timer] of this.#typingTimers) {
+      if (!this.#roster.users.some((u) => u.id === id)) {
+        clearTimeout(timer);
+        this.#typingTimers.delete(id);
+      }
+    }
+  }
+
+  #clearTyping(): void {
+    for (const timer of this.#typingTimers.values()) clearTimeout(timer);
+    this.#typingTimers.clear();
+  }
+
+  // ---- outbound --------------------------------------------------------------------
+
+  #send(msg: ClientMsg): boolean {
+    const socket = this.#socket;
+    if (!socket || socket.readyState !== OPEN) return false;
+    try {
+      socket.send(encodeClientMsg(msg));
+      return true;
+    } catch {
+      return false; // Closing: the close handler takes over.
+    }
+  }
+
+  #sendEvent(event: string, data: Json): boolean {
+    return this.#joined && this.#send({ type: "event", event, data });
+  }
+
+  #scheduleStateSend(): void {
+    if (!this.#joined || this.#stateTimer !== undefined) return; // hello will carry it
+    const wait = this.#lastStateSentAt + STATE_THROTTLE_MS - Date.now();
+    if (wait <= 0) {
+      this.#flushState();
+    } else {
+      this.#stateTimer = setTimeout(() => {
+        this.#stateTimer = undefined;
+        this.#flushState();
+      }, wait);
+    }
+  }
+
+  #flushState(): void {
+    if (!this.#stateDirty || !this.#joined) return;
+    const msg: ClientMsg = { type: "state", state: this.#state };
+    if (this.#hintsDirty) msg.user = this.#hints;
+    if (this.#send(msg)) {
+      this.#stateDirty = this.#hintsDirty = false;
+      this.#lastStateSentAt = Date.now();
+    }
+  }
+
+  // ---- environment -----------------------------------------------------------------
+
+  #attachEnvironment(): void {
+    const doc = this.#env.document;
+    if (doc) {
+      const onVisibility = () => this.#visibilityChanged(doc.visibilityState === "hidden");
+      doc.addEventListener("visibilitychange", onVisibility);
+      this.#detach.push(() => doc.removeEventListener("visibilitychange", onVisibility));
+      if (doc.visibilityState === "hidden") this.#visibilityChanged(true);
+    }
+    const win = this.#env.window;
+    if (win) {
+      const onOnline = () => this.#retryNow();
+      win.addEventListener("online", onOnline);
+      this.#detach.push(() => win.removeEventListener("online", onOnline));
+    }
+  }
+
+  #visibilityChanged(hidden: boolean): void {
+    clearTimeout(this.#awayTimer);
+    this.#awayTimer = undefined;
+    if (hidden) {
+      this.#awayTimer = setTimeout(() => {
+        this.#awayTimer = undefined;
+        if (this.#state.status === "active") this.updateState({ status: "away" });
+      }, this.#awayAfterMs);
+    } else if (this.#state.status === "away") {
+      this.updateState({ status: "active" });
+    }
+  }
+
+  // ---- snapshot --------------------------------------------------------------------
+
+  #publish(): void {
+    const roster = this.#roster;
+    const serverSelf = roster.self === null ? null : roster.users.find((u) => u.id === roster.self);
+    const self = serverSelf ? { ...serverSelf, ...this.#hints, state: this.#state } : null;
+    const users = self ? roster.users.map((u) => (u.id === self.id ? self : u)) : roster.users;
+    const others = users.filter((u) => u.id !== roster.self);
+    this.#snapshot = deepFreeze({
+      status: this.#status,
+      roomId: this.roomId,
+      version: roster.version,
+      users,
+      self,
+      others,
+      typing: others.filter((u) => this.#typingTimers.has(u.id)),
+      activity: this.#activity,
+      error: this.#error,
+      retryAt: this.#retryAt,
+    });
+    for (const listener of [...this.#listeners]) listener();
+  }
+}
+
+function checkStateSize(state: JsonObject): void {
+  const size = jsonByteLength(state);
+  if (size > MAX_STATE_BYTES) {
+    throw new RangeError(`herenow: state is ${size} bytes; the limit is ${MAX_STATE_BYTES}`);
+  }
+}
+
+function resolveEnvironment(env: ClientEnvironment = {}): Required<ClientEnvironment> {
+  const g = globalThis as {
+    location?: { protocol: string; host: string };
+    sessionStorage?: StorageLike;
+    BroadcastChannel?: new (name: string) => ChannelLike;
+    document?: EventTarget & { visibilityState: string };
+    window?: EventTarget;
+  };
+  const pick = <K extends keyof ClientEnvironment>(key: K, fallback: ClientEnvironment[K]) =>
+    (key in env ? env[key] : fallback) ?? null;
+  let storage: StorageLike | undefined;
+  try {
+    storage = g.sessionStorage; // Throws in some sandboxed frames.
+  } catch {
+    storage = undefined;
+  }
+  const BC = g.BroadcastChannel;
+  return {
+    location: pick("location", g.location),
+    sessionStorage: pick("sessionStorage", storage),
+    broadcastChannel: pick("broadcastChannel", BC ? (name: string) => new BC(name) : undefined),
+    document: pick("document", g.document),
+    window: pick("window", g.window),
+  };
+}

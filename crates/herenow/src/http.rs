@@ -1,1 +1,200 @@
-pub async fn serve() {}
+//! The router and [`serve`]: everything lives under `/server` (Vercel forwards the
+//! prefix as is), and every other GET serves the demo app when it is built.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::config::Config;
+use crate::hub::{Hub, HubSettings};
+use crate::metrics::Metrics;
+use crate::protocol::RoomId;
+use crate::session::{self, SessionSettings};
+use crate::store::{self, PresenceStore};
+
+/// The WebSocket layer's read chunk: small, so an idle socket costs little (axum's
+/// default is 128 KiB per socket).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes buffered by the WebSocket layer before a write goes to the socket.
+pub const WRITE_BUFFER_BYTES: usize = 0;
+
+#[derive(Clone)]
+struct App {
+    hub: Arc<Hub>,
+    session: Arc<SessionSettings>,
+    max_frame_bytes: usize,
+    ready: Arc<AtomicBool>,
+}
+
+/// Serve on an already-bound `listener` (tests bind port 0) until `shutdown` resolves,
+/// then close every socket with 1012 and return within the drain time.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let instance = config
+        .instance_id
+        .clone()
+        .unwrap_or_else(random_instance_id);
+    let store = store::from_config(&config, instance.into());
+    serve_with_store(listener, config, store, shutdown).await
+}
+
+/// [`serve`] with a given store (tests share one memory backend between servers).
+pub async fn serve_with_store(
+    listener: TcpListener,
+    config: Config,
+    store: Arc<dyn PresenceStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new(store, HubSettings::from_config(&config), metrics.clone());
+    let app = App {
+        hub: hub.clone(),
+        session: Arc::new(SessionSettings::from_config(&config)),
+        max_frame_bytes: config.max_frame_bytes,
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    let ready = app.ready.clone();
+    let router = router(app, config.static_dir.clone());
+    let drain = config.drain();
+    tracing::info!(addr = %listener.local_addr()?, instance = %hub.store().instance(), store = hub.store().health().kind, "serving");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets with 1012");
+            ready.store(false, Relaxed);
+            hub.drain().await;
+            let deadline = tokio::time::Instant::now() + drain;
+            while metrics.sockets.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+}
+
+fn random_instance_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("i{n:016x}")
+}
+
+fn router(app: App, static_dir: Option<PathBuf>) -> Router {
+    let api = Router::new()
+        .route("/server/ws", get(ws_lobby))
+        .route("/server/ws/", get(ws_lobby))
+        .route("/server/ws/{*room}", get(ws_room))
+        .route("/server/healthz", get(|| async { "ok" }))
+        .route("/server/readyz", get(readyz))
+        .route("/server/metrics", get(metrics))
+        .route("/server/rooms/{*room}", get(room_snapshot))
+        .route("/server", get(not_found))
+        .route("/server/{*rest}", get(not_found))
+        .with_state(app);
+    match static_dir {
+        Some(dir) => {
+            let index = ServeFile::new(dir.join("index.html"));
+            api.fallback_service(ServeDir::new(dir).fallback(index))
+        }
+        None => api.fallback(get(placeholder)),
+    }
+}
+
+async fn ws_lobby(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade_in(app, RoomId::parse_or_lobby(""), upgrade)
+}
+
+async fn ws_room(
+    State(app): State<App>,
+    Path(room): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade_in(app, RoomId::parse_or_lobby(&room), upgrade)
+}
+
+fn upgrade_in(app: App, room: RoomId, upgrade: WebSocketUpgrade) -> Response {
+    if app.hub.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    // The WebSocket layer's own hard limit sits above ours, so an oversized frame still
+    // reaches the session and gets a clean 1009.
+    let hard_limit = app.max_frame_bytes * 4;
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(app.session.outbox_bytes.max(64 * 1024) * 2)
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| session::run(socket, app.hub, room, app.session))
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    let health = app.hub.store().health();
+    let ready = app.ready.load(Relaxed) && !app.hub.is_draining();
+    // A store outage keeps the instance ready: it still serves its own sockets, and a
+    // load balancer must not drop every instance at once.
+    let body = json!({
+        "ready": ready,
+        "draining": app.hub.is_draining(),
+        "store": health,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let (rooms, members) = app.hub.counts();
+    let text = app
+        .hub
+        .metrics()
+        .render(rooms, members, app.hub.store().health().connected);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn room_snapshot(State(app): State<App>, Path(room): Path<String>) -> Response {
+    if !RoomId::is_valid(&room) {
+        let body = json!({"error": "invalid room id: 1-64 characters of a-z, 0-9 and -"});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    let presence = app.hub.snapshot(&RoomId::parse_or_lobby(&room)).await;
+    let mut body = serde_json::to_value(&presence).unwrap_or_default();
+    body["type"] = json!("presence");
+    Json(body).into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response()
+}
+
+async fn placeholder() -> Html<&'static str> {
+    Html(PLACEHOLDER)
+}
+
+const PLACEHOLDER: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>herenow</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}
+code{background:#f3f3f3;padding:.1em .3em;border-radius:4px}</style></head>
+<body><h1>herenow is running</h1>
+<p>The presence server is up: WebSockets at <code>/server/ws/:roomId</code>, health at
+<code>/server/healthz</code>, a room's roster at <code>/server/rooms/:roomId</code>.</p>
+<p>This page is a placeholder because no demo app is being served. Build and serve it with
+<code>make run</code>, or build it yourself (<code>npm ci &amp;&amp; npm run build --workspace apps/demo</code>)
+and start herenow with <code>STATIC_DIR=apps/demo/dist</code>.</p></body></html>
+"#;

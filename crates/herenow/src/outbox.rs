@@ -1,1 +1,214 @@
+//! A socket's outbound queue, bounded in bytes.
+//!
+//! The hub queues frames serialised once for the whole room; the socket's writer drains
+//! them. A socket that falls behind never grows the server's memory without bound:
+//! queued rosters are superseded by the latest full one, ephemeral frames are dropped
+//! (events are at most once anyway), and a socket that keeps overflowing is closed with
+//! 1013 (try again later) so it reconnects and starts fresh.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
+
+use crate::protocol::close;
+
+/// Overflows in a row (without the queue ever draining) before the socket is closed.
+pub const MAX_OVERFLOWS: u32 = 3;
+
+/// What a frame is, for deciding what may be dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A snapshot, a diff or a protocol-1 presence: superseded by a later full roster.
+    Roster,
+    /// An event, error or pong: dropped when there is no room.
+    Other,
+}
+
+/// The result of [`Outbox::push`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The queue is closed, or the (ephemeral) frame did not fit and was dropped.
+    Dropped,
+    /// A roster frame did not fit: every queued roster frame was dropped, and the caller
+    /// must queue a full roster with [`Outbox::replace_rosters`].
+    Overflow,
+}
+
+/// What the writer sends next.
+#[derive(Debug)]
+pub enum Next {
+    Frames(Vec<Utf8Bytes>),
+    Close(u16, Cow<'static, str>),
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<(Utf8Bytes, Kind)>,
+    bytes: usize,
+    overflows: u32,
+    close: Option<(u16, Cow<'static, str>)>,
+    /// The close was handed to the writer: nothing more will be sent.
+    finished: bool,
+}
+
+pub struct Outbox {
+    budget: usize,
+    inner: Mutex<Inner>,
+    notify: Notify,
+}
+
+impl Outbox {
+    pub fn new(budget: usize) -> Outbox {
+        Outbox {
+            budget,
+            inner: Mutex::default(),
+            notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push(&self, frame: Utf8Bytes, kind: Kind) -> Pushed {
+        let mut q = self.lock();
+        if q.close.is_some() || q.finished {
+            return Pushed::Dropped;
+        }
+        if q.bytes + frame.len() > self.budget {
+            if kind == Kind::Other {
+                return Pushed::Dropped;
+            }
+            q.queue.retain(|(_, k)| *k != Kind::Roster);
+            q.bytes = q.queue.iter().map(|(f, _)| f.len()).sum();
+            q.overflows += 1;
+            if q.overflows > MAX_OVERFLOWS {
+                q.queue.clear();
+                q.bytes = 0;
+                q.close = Some((close::TRY_AGAIN, "too slow to keep up".into()));
+                drop(q);
+                self.notify.notify_one();
+                return Pushed::Dropped;
+            }
+            return Pushed::Overflow;
+        }
+        q.bytes += frame.len();
+        q.queue.push_back((frame, kind));
+        drop(q);
+        self.notify.notify_one();
+        Pushed::Queued
+    }
+
+    /// Queue `roster` as the one full roster, whatever its size, after an overflow.
+    pub fn replace_rosters(&self, roster: Utf8Bytes) {
+        let mut q = self.lock();
+        if q.close.is_some() || q.finished {
+            return;
+        }
+        q.queue.retain(|(_, k)| *k != Kind::Roster);
+        q.queue.push_back((roster, Kind::Roster));
+        q.bytes = q.queue.iter().map(|(f, _)| f.len()).sum();
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Send what is queued, then close with `code`. Later pushes are dropped.
+    pub fn close(&self, code: u16, reason: impl Into<Cow<'static, str>>) {
+        let mut q = self.lock();
+        if q.close.is_none() && !q.finished {
+            q.close = Some((code, reason.into()));
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Bytes waiting (for metrics and tests).
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn take(&self) -> Option<Next> {
+        let mut q = self.lock();
+        if !q.queue.is_empty() {
+            q.bytes = 0;
+            q.overflows = 0;
+            return Some(Next::Frames(q.queue.drain(..).map(|(f, _)| f).collect()));
+        }
+        if let Some((code, reason)) = q.close.take() {
+            q.finished = true;
+            return Some(Next::Close(code, reason));
+        }
+        None
+    }
+
+    /// Everything queued so far, or the close once the queue is empty. Cancel-safe.
+    pub async fn next(&self) -> Next {
+        loop {
+            if let Some(next) = self.take() {
+                return next;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Utf8Bytes {
+        "x".repeat(n).into()
+    }
+
+    #[tokio::test]
+    async fn rosters_are_superseded_and_events_dropped_when_full() {
+        let o = Outbox::new(100);
+        assert_eq!(o.push(frame(60), Kind::Roster), Pushed::Queued);
+        assert_eq!(o.push(frame(30), Kind::Other), Pushed::Queued);
+        assert_eq!(o.push(frame(30), Kind::Other), Pushed::Dropped);
+        assert_eq!(o.push(frame(60), Kind::Roster), Pushed::Overflow);
+        assert_eq!(
+            o.queued_bytes(),
+            30,
+            "the old roster went, the event stayed"
+        );
+        o.replace_rosters(frame(500));
+        assert_eq!(
+            o.queued_bytes(),
+            530,
+            "the latest full roster always gets through"
+        );
+        match o.next().await {
+            Next::Frames(f) => assert_eq!(f.iter().map(|f| f.len()).collect::<Vec<_>>(), [30, 500]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_keeps_overflowing_is_closed_with_1013() {
+        let o = Outbox::new(10);
+        for _ in 0..MAX_OVERFLOWS {
+            assert_eq!(o.push(frame(20), Kind::Roster), Pushed::Overflow);
+            o.replace_rosters(frame(20));
+        }
+        assert_eq!(o.push(frame(20), Kind::Roster), Pushed::Dropped);
+        match o.next().await {
+            Next::Close(code, _) => assert_eq!(code, close::TRY_AGAIN),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(o.push(frame(1), Kind::Other), Pushed::Dropped);
+    }
+
+    #[tokio::test]
+    async fn close_comes_after_queued_frames() {
+        let o = Outbox::new(100);
+        o.push(frame(5), Kind::Other);
+        o.close(close::POLICY, "bye");
+        assert!(matches!(o.next().await, Next::Frames(_)));
+        assert!(matches!(o.next().await, Next::Close(close::POLICY, _)));
+    }
+}

@@ -1,1 +1,404 @@
+//! One socket, from upgrade to leave, as one task: a reader (hello, messages, rate
+//! limit, liveness, typing expiry) and a writer (the outbox and protocol pings) running
+//! side by side. The socket's place in the room is a [`Membership`] guard owned by the
+//! reader: however the task ends, dropping it leaves the room.
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{sleep_until, Instant};
+
+use crate::config::Config;
+use crate::hub::{Hub, Leave, Membership};
+use crate::metrics::{CloseReason, Metrics};
+use crate::outbox::{Kind, Next, Outbox};
+use crate::protocol::{
+    close, decode, encode, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson, Rejection,
+    RoomId, ServerMsg, TYPING_EVENT,
+};
+use crate::rate::TokenBucket;
+
+/// How long a write to a socket may block before the peer counts as gone: a client that
+/// stopped reading must not hold its task (and outbox) forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the close frame may take once the session decided to close.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The session's share of the configuration.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    pub hello_timeout: Duration,
+    pub stale: Duration,
+    pub ping: Duration,
+    pub typing_timeout: Duration,
+    pub max_frame_bytes: usize,
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+    pub outbox_bytes: usize,
+}
+
+impl SessionSettings {
+    pub fn from_config(c: &Config) -> SessionSettings {
+        SessionSettings {
+            hello_timeout: c.hello_timeout(),
+            stale: c.stale(),
+            ping: c.ping(),
+            typing_timeout: c.typing_timeout(),
+            max_frame_bytes: c.max_frame_bytes,
+            rate_per_sec: c.rate_per_sec,
+            rate_burst: c.rate_burst,
+            outbox_bytes: c.outbox_bytes,
+        }
+    }
+}
+
+/// Why the reader stopped.
+enum Exit {
+    /// The client closed, or the connection dropped: leave as `Leave` says.
+    Gone(Leave),
+    /// The server closes the socket with this code and reason.
+    Close(u16, &'static str, Leave, CloseReason),
+}
+
+/// Counts the open socket for as long as the session runs.
+struct SocketGauge(Arc<Metrics>);
+
+impl SocketGauge {
+    fn new(metrics: &Arc<Metrics>) -> SocketGauge {
+        metrics.sockets.fetch_add(1, Relaxed);
+        SocketGauge(metrics.clone())
+    }
+}
+
+impl Drop for SocketGauge {
+    fn drop(&mut self) {
+        self.0.sockets.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Serve one upgraded socket in `room` until it closes.
+pub async fn run(socket: WebSocket, hub: Arc<Hub>, room: RoomId, settings: Arc<SessionSettings>) {
+    let _gauge = SocketGauge::new(hub.metrics());
+    let outbox = Arc::new(Outbox::new(settings.outbox_bytes));
+    let (sink, stream) = socket.split();
+    let mut reader = Reader {
+        metrics: hub.metrics().clone(),
+        hub,
+        room,
+        outbox: outbox.clone(),
+        bucket: TokenBucket::new(settings.rate_per_sec, settings.rate_burst, Instant::now()),
+        settings,
+        membership: None,
+        rejected: 0,
+        last_rejection: None,
+        typing_until: None,
+        last_inbound: Instant::now(),
+    };
+    let mut stream = stream;
+    let writer = write_loop(sink, &outbox, reader.settings.ping);
+    tokio::pin!(writer);
+    let exit = tokio::select! {
+        // The writer ends when the peer is gone or the outbox closed the socket (1013
+        // too slow, 1012 restart): the client will be back, or is gone.
+        () = &mut writer => Exit::Gone(Leave::Grace),
+        exit = reader.read(&mut stream) => exit,
+    };
+    let leave = match exit {
+        Exit::Gone(leave) => leave,
+        Exit::Close(code, reason, leave, why) => {
+            reader.metrics.closed(why);
+            outbox.close(code, reason);
+            // The closing handshake: send our close, then read (and discard) until the
+            // client's. Dropping a socket with unread input resets it, and the client
+            // would see 1006 instead of our code.
+            let drain = async {
+                while let Some(Ok(frame)) = stream.next().await {
+                    if matches!(frame, Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { tokio::join!(&mut writer, drain) })
+                .await;
+            leave
+        }
+    };
+    reader.finish(leave).await;
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, ping: Duration) {
+    let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
+    loop {
+        tokio::select! {
+            next = outbox.next() => match next {
+                Next::Frames(frames) => {
+                    let send = async {
+                        for frame in frames {
+                            sink.feed(Message::Text(frame)).await?;
+                        }
+                        sink.flush().await
+                    };
+                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, send).await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                Next::Close(code, reason) => {
+                    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason.into_owned()) };
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                    return;
+                }
+            },
+            _ = pings.tick() => {
+                let ping = sink.send(Message::Ping(Default::default()));
+                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct Reader {
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    room: RoomId,
+    settings: Arc<SessionSettings>,
+    outbox: Arc<Outbox>,
+    membership: Option<Membership>,
+    bucket: TokenBucket,
+    /// Messages refused by the rate limit in the current episode.
+    rejected: u32,
+    last_rejection: Option<Instant>,
+    /// When this socket's typing signal expires, while it is typing.
+    typing_until: Option<Instant>,
+    last_inbound: Instant,
+}
+
+impl Reader {
+    async fn read(&mut self, stream: &mut SplitStream<WebSocket>) -> Exit {
+        let hello_deadline = Instant::now() + self.settings.hello_timeout;
+        loop {
+            let stale_at = self.last_inbound + self.settings.stale;
+            let deadline = match self.membership {
+                None => stale_at.min(hello_deadline),
+                Some(_) => stale_at,
+            };
+            let typing_at = self.typing_until;
+            tokio::select! {
+                frame = stream.next() => {
+                    let Some(frame) = frame else {
+                        return Exit::Gone(Leave::Grace);
+                    };
+                    let frame = match frame {
+                        Ok(frame) => frame,
+                        Err(err) if is_too_big(&err) => return too_big(),
+                        Err(_) => return Exit::Gone(Leave::Grace),
+                    };
+                    self.last_inbound = Instant::now();
+                    match frame {
+                        Message::Text(text) => {
+                            if text.len() > self.settings.max_frame_bytes {
+                                return too_big();
+                            }
+                            if let Some(exit) = self.on_text(&text).await {
+                                return exit;
+                            }
+                        }
+                        Message::Binary(bytes) => {
+                            if bytes.len() > self.settings.max_frame_bytes {
+                                return too_big();
+                            }
+                            self.reject(&Rejection::new(ErrorCode::BadMessage, "frames must be JSON text"));
+                        }
+                        Message::Close(frame) => {
+                            // 1000 from the client means "leave now"; anything else may be
+                            // a reload or a blip, so the tab keeps its place for a while.
+                            let leave = match frame {
+                                Some(f) if f.code == close::NORMAL => Leave::Now,
+                                _ => Leave::Grace,
+                            };
+                            return Exit::Gone(leave);
+                        }
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    return if self.membership.is_none() && Instant::now() >= hello_deadline {
+                        Exit::Close(close::POLICY, "no valid hello", Leave::Now, CloseReason::Policy)
+                    } else {
+                        Exit::Close(1001, "stale: no frame received", Leave::Now, CloseReason::Stale)
+                    };
+                }
+                () = sleep_until(typing_at.unwrap_or(deadline)), if typing_at.is_some() => {
+                    self.typing_until = None;
+                    self.send_typing(false).await;
+                }
+            }
+        }
+    }
+
+    fn reject(&self, rejection: &Rejection) {
+        self.metrics.error(rejection.code);
+        self.outbox
+            .push(encode(&rejection.to_msg()).into(), Kind::Other);
+    }
+
+    /// Handle one text frame; `Some` ends the session.
+    async fn on_text(&mut self, text: &str) -> Option<Exit> {
+        self.metrics.messages_in.fetch_add(1, Relaxed);
+        let now = Instant::now();
+        if !self.bucket.try_take(now) {
+            self.rejected += 1;
+            self.last_rejection = Some(now);
+            if self.rejected == 1 {
+                self.reject(&Rejection::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} messages a second; slow down or be disconnected",
+                        self.settings.rate_per_sec
+                    ),
+                ));
+            }
+            if self.rejected > self.settings.rate_burst {
+                return Some(Exit::Close(
+                    close::POLICY,
+                    "rate limit exceeded",
+                    Leave::Now,
+                    CloseReason::Policy,
+                ));
+            }
+            return None;
+        }
+        // A second without refusals ends the episode.
+        if self
+            .last_rejection
+            .is_some_and(|t| now - t >= Duration::from_secs(1))
+        {
+            self.rejected = 0;
+            self.last_rejection = None;
+        }
+        let msg = match decode(text) {
+            Ok(msg) => msg,
+            Err(rejection) => {
+                self.reject(&rejection);
+                return None;
+            }
+        };
+        if let Err(rejection) = self.on_msg(msg).await {
+            self.reject(&rejection);
+            if rejection.code == ErrorCode::RoomFull {
+                return Some(Exit::Close(
+                    close::TRY_AGAIN,
+                    "room is full",
+                    Leave::Now,
+                    CloseReason::Policy,
+                ));
+            }
+        }
+        None
+    }
+
+    async fn on_msg(&mut self, msg: ClientMsg) -> Result<(), Rejection> {
+        let not_joined = || Rejection::new(ErrorCode::NotJoined, "send hello first");
+        match msg {
+            ClientMsg::Hello(hello) => {
+                if self.membership.is_some() {
+                    return Err(Rejection::new(
+                        ErrorCode::AlreadyJoined,
+                        "this socket has joined already",
+                    ));
+                }
+                let join = hello.validate()?;
+                let membership = self.hub.join(&self.room, join, self.outbox.clone()).await?;
+                self.membership = Some(membership);
+            }
+            ClientMsg::Ping => {
+                if self
+                    .membership
+                    .as_ref()
+                    .is_some_and(|m| m.proto() == Proto::V2)
+                {
+                    self.outbox
+                        .push(encode(&ServerMsg::Pong).into(), Kind::Other);
+                }
+            }
+            ClientMsg::State(update) => {
+                let m = self.membership.as_ref().ok_or_else(not_joined)?;
+                if update.state.is_none() && update.user.is_none() {
+                    return Err(Rejection::new(
+                        ErrorCode::BadMessage,
+                        "state needs a state object or user hints",
+                    ));
+                }
+                let state = update.state.as_ref().map(state_json).transpose()?;
+                let user = update.user.map(|u| u.validate()).transpose()?;
+                m.update(user, state).await;
+            }
+            ClientMsg::Event(event) => {
+                self.membership.as_ref().ok_or_else(not_joined)?;
+                let event = event.validate()?;
+                if let Some(typing) = event.typing {
+                    self.typing_until =
+                        typing.then(|| Instant::now() + self.settings.typing_timeout);
+                }
+                self.membership
+                    .as_ref()
+                    .ok_or_else(not_joined)?
+                    .publish(event)
+                    .await;
+            }
+            ClientMsg::Sync => {
+                self.membership
+                    .as_ref()
+                    .ok_or_else(not_joined)?
+                    .resend_snapshot();
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_typing(&self, typing: bool) {
+        if let Some(m) = &self.membership {
+            let data = RawJson::from_value(&serde_json::json!({ "typing": typing }));
+            m.publish(OutEvent {
+                event: TYPING_EVENT.into(),
+                data,
+                typing: Some(typing),
+            })
+            .await;
+        }
+    }
+
+    /// Withdraw a typing signal, then leave the room as `leave` says.
+    async fn finish(mut self, leave: Leave) {
+        if self.typing_until.take().is_some() {
+            self.send_typing(false).await;
+        }
+        if let Some(mut m) = self.membership.take() {
+            m.set_leave(leave);
+        }
+    }
+}
+
+fn too_big() -> Exit {
+    Exit::Close(
+        close::TOO_BIG,
+        "frame too large",
+        Leave::Now,
+        CloseReason::TooBig,
+    )
+}
+
+/// Did the WebSocket layer refuse a frame over its size limit?
+fn is_too_big(err: &axum::Error) -> bool {
+    // axum hides tungstenite's error type; its message is stable ("Space limit exceeded:
+    // Message too long: ..."), and the limit it names is ours.
+    let text = err.to_string();
+    text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("Message too big")
+}

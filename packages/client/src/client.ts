@@ -215,6 +215,7 @@ export class PresenceClient {
 
   // Store
   #snapshot: PresenceSnapshot;
+  #serverSnapshot: PresenceSnapshot;
   #listeners = new Set<Listener>();
   #eventListeners = new Set<(event: PresenceEvent) => void>();
   #detach: (() => void)[] = [];
@@ -244,6 +245,7 @@ export class PresenceClient {
     this.#typing = new TypingSignal((typing) => this.#sendEvent(TYPING_EVENT, { typing }));
     this.#roster = emptyRoster(this.roomId);
     this.#snapshot = emptySnapshot(this.roomId);
+    this.#serverSnapshot = emptySnapshot(this.roomId, "connecting");
   }
 
   /** This tab's presence id (what `hello` sends). */
@@ -261,6 +263,12 @@ export class PresenceClient {
 
   /** `useSyncExternalStore`'s getSnapshot: the same object until something changes. */
   getSnapshot = (): PresenceSnapshot => this.#snapshot;
+
+  /**
+   * `useSyncExternalStore`'s getServerSnapshot: an empty room, `connecting`, always the
+   * same object. Server rendering never opens a socket.
+   */
+  getServerSnapshot = (): PresenceSnapshot => this.#serverSnapshot;
 
   /** Listens to other members' `broadcast` events (typing included). */
   onEvent(listener: (event: PresenceEvent) => void): () => void {
@@ -307,7 +315,10 @@ export class PresenceClient {
 
   /** Merges display hints (name, avatar, color) and sends them with the state. */
   setUser(hints: UserHints): void {
-    this.#hints = { ...this.#hints, ...hints };
+    const next = { ...this.#hints, ...hints };
+    const keys = new Set([...Object.keys(next), ...Object.keys(this.#hints)]) as Set<keyof UserHints>;
+    if ([...keys].every((k) => next[k] === this.#hints[k])) return;
+    this.#hints = next;
     this.#hintsDirty = true;
     this.#stateDirty = true;
     this.#scheduleStateSend();

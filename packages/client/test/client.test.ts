@@ -275,6 +275,16 @@ describe("reconnecting", () => {
   });
 });
 
+describe("server rendering", () => {
+  it("getServerSnapshot is an empty room, always the same object, and opens no socket", () => {
+    make({ room: "launch-plan" });
+    const s = client.getServerSnapshot();
+    expect(s).toBe(client.getServerSnapshot());
+    expect(s).toMatchObject({ status: "connecting", roomId: "launch-plan", users: [], self: null });
+    expect(net.sockets).toHaveLength(0);
+  });
+});
+
 describe("leaving", () => {
   it("disconnect() closes with 1000 and never comes back", () => {
     make();
@@ -371,6 +381,14 @@ describe("our own state", () => {
     client.updateState({ x: 1 });
     vi.advanceTimersByTime(200);
     expect(net.last.sentOfType("state")[1]).toEqual({ type: "state", state: { status: "active", x: 1 } });
+  });
+
+  it("setUser with unchanged hints sends nothing", () => {
+    make({ user: { name: "Ada" } });
+    join([u("me", 1, { name: "Ada" })]);
+    vi.advanceTimersByTime(1000);
+    client.setUser({ name: "Ada" });
+    expect(net.last.sentOfType("state")).toEqual([]);
   });
 
   it("refuses a state over 1 KiB", () => {

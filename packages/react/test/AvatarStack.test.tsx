@@ -1,0 +1,161 @@
+import type { User } from "@herenow/client";
+import { act, cleanup, fireEvent, render, screen, within } from "@testing-library/react";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { AvatarStack, EXIT_MS } from "../src/AvatarStack";
+
+const u = (id: string, name: string, since: number, extra: Partial<User> = {}): User => ({
+  id,
+  name,
+  state: { status: "active" },
+  tabs: 1,
+  since,
+  ...extra,
+});
+
+const me = u("me", "Me", 5);
+const ada = u("ada", "Ada", 1);
+const linus = u("linus", "Linus", 2);
+const grace = u("grace", "Grace", 3);
+const people = [ada, linus, grace, me, u("alan", "Alan", 6), u("ken", "Ken", 7), u("barbara", "Barbara", 8)];
+
+afterEach(() => {
+  cleanup();
+  vi.useRealTimers();
+});
+
+const faces = () => [...document.querySelectorAll<HTMLElement>(".hn-face")];
+const faceIds = () => faces().map((f) => f.dataset.presenceId);
+
+describe("<AvatarStack>", () => {
+  it("names everyone for assistive technology, you last", () => {
+    // In screen order: newest first.
+    render(<AvatarStack users={[me, u("ada", "Ada", 9), linus]} selfId="me" />);
+    expect(screen.getByRole("group", { name: "3 people here: Ada, Linus and you" })).toBeTruthy();
+  });
+
+  it("shows the newest on the left and on top, yourself last with a ring", () => {
+    render(<AvatarStack users={[me, ada, linus, grace]} selfId="me" />);
+    expect(faceIds()).toEqual(["grace", "linus", "ada", "me"]);
+    const z = faces().map((f) => Number(f.style.zIndex));
+    expect([...z].sort((a, b) => b - a)).toEqual(z); // left ones drawn over right ones
+    const self = screen.getByRole("img", { name: "Me (you)" });
+    expect(self.classList.contains("hn-face--self")).toBe(true);
+    expect(screen.getByRole("img", { name: "Ada" }).classList.contains("hn-face--self")).toBe(false);
+  });
+
+  it("puts the oldest others behind a +N chip and keeps you visible", () => {
+    render(<AvatarStack users={people} selfId="me" max={5} />);
+    expect(faceIds()).toEqual(["barbara", "ken", "alan", "grace", "me"]);
+    const chip = screen.getByRole("img", { name: "2 more: Linus and Ada" });
+    expect(chip.textContent).toBe("+2");
+    expect(screen.getByRole("group").getAttribute("aria-label")).toBe(
+      "7 people here: Barbara, Ken, Alan, Grace, Linus, Ada and you",
+    );
+  });
+
+  it("shows no chip when everyone fits", () => {
+    render(<AvatarStack users={people.slice(0, 5)} selfId="me" max={5} />);
+    expect(faces()).toHaveLength(5);
+    expect(document.querySelector(".hn-chip")).toBeNull();
+  });
+
+  it("the chip's tooltip lists the rest, on hover and on keyboard focus", () => {
+    render(<AvatarStack users={people} selfId="me" max={3} />);
+    const chip = screen.getByRole("img", { name: /more/ });
+    expect(screen.queryByRole("tooltip")).toBeNull();
+    fireEvent.mouseEnter(chip);
+    const tip = screen.getByRole("tooltip");
+    expect(within(tip).getAllByRole("listitem").map((li) => li.textContent)).toEqual(["Alan", "Grace", "Linus", "Ada"]);
+    expect(chip.getAttribute("aria-describedby")).toBe(tip.id);
+    fireEvent.mouseLeave(chip);
+    expect(screen.queryByRole("tooltip")).toBeNull();
+    act(() => chip.focus());
+    expect(screen.getByRole("tooltip").textContent).toContain("Alan");
+  });
+
+  it("a face shows its name in a tooltip on hover and on focus, Escape hides it", () => {
+    render(<AvatarStack users={[me, ada]} selfId="me" />);
+    const face = screen.getByRole("img", { name: "Ada" });
+    expect(face.tabIndex).toBe(0);
+    fireEvent.mouseEnter(face);
+    expect(screen.getByRole("tooltip").textContent).toBe("Ada");
+    fireEvent.mouseLeave(face);
+    act(() => face.focus());
+    expect(screen.getByRole("tooltip").textContent).toBe("Ada");
+    fireEvent.keyDown(face, { key: "Escape" });
+    expect(screen.queryByRole("tooltip")).toBeNull();
+    act(() => screen.getByRole("img", { name: "Me (you)" }).focus());
+    expect(screen.getByRole("tooltip").textContent).toBe("Me · you");
+  });
+
+  it("dims a face that is away and says so", () => {
+    render(<AvatarStack users={[me, u("ada", "Ada", 1, { state: { status: "away" }, tabs: 2 })]} selfId="me" />);
+    const face = screen.getByRole("img", { name: "Ada (away)" });
+    expect(face.classList.contains("hn-face--away")).toBe(true);
+    fireEvent.mouseEnter(face);
+    expect(screen.getByRole("tooltip").textContent).toBe("Ada · away · 2 tabs");
+  });
+
+  it("draws a generated face without an avatar URL, and the image when given", () => {
+    render(<AvatarStack users={[ada, u("linus", "Linus", 2, { avatar: "https://example.com/l.png" })]} selfId={null} size={40} />);
+    const [linusFace, adaFace] = faces();
+    expect(adaFace?.querySelector("svg")).not.toBeNull();
+    expect(adaFace?.querySelector("img")).toBeNull();
+    const img = linusFace?.querySelector("img");
+    expect(img?.getAttribute("src")).toBe("https://example.com/l.png");
+    expect(screen.getByRole("group").style.getPropertyValue("--hn-size")).toBe("40px");
+  });
+
+  it("falls back to a generated face when the image fails", () => {
+    render(<AvatarStack users={[u("linus", "Linus", 2, { avatar: "https://example.com/missing.png" })]} selfId={null} />);
+    fireEvent.error(document.querySelector("img")!);
+    expect(document.querySelector("img")).toBeNull();
+    expect(document.querySelector(".hn-face svg")).not.toBeNull();
+  });
+
+  it("can leave yourself out", () => {
+    render(<AvatarStack users={[me, ada]} selfId="me" showSelf={false} />);
+    expect(faceIds()).toEqual(["ada"]);
+    expect(screen.getByRole("group").getAttribute("aria-label")).toBe("1 person here: Ada");
+  });
+
+  it("lets a face that leaves play its exit animation, then removes it", () => {
+    vi.useFakeTimers();
+    const { rerender } = render(<AvatarStack users={[me, ada, linus]} selfId="me" />);
+    rerender(<AvatarStack users={[me, ada]} selfId="me" />);
+    const leaving = document.querySelector('[data-presence-id="linus"]');
+    expect(leaving?.classList.contains("hn-face--leaving")).toBe(true);
+    expect(faceIds()).toEqual(["linus", "ada", "me"]); // where it was
+    expect(screen.getByRole("group").getAttribute("aria-label")).toBe("2 people here: Ada and you");
+    act(() => vi.advanceTimersByTime(EXIT_MS));
+    expect(faceIds()).toEqual(["ada", "me"]);
+  });
+
+  it("removes a face at once when reduced motion is asked for", () => {
+    const matchMedia = vi.fn((query: string) => ({
+      matches: query.includes("reduce"),
+      media: query,
+      addEventListener: () => {},
+      removeEventListener: () => {},
+    }));
+    vi.stubGlobal("matchMedia", matchMedia);
+    try {
+      const { rerender } = render(<AvatarStack users={[me, ada, linus]} selfId="me" />);
+      rerender(<AvatarStack users={[me, ada]} selfId="me" />);
+      expect(faceIds()).toEqual(["ada", "me"]);
+      expect(matchMedia).toHaveBeenCalledWith("(prefers-reduced-motion: reduce)");
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
+  it("a face that comes back while leaving is simply there again", () => {
+    vi.useFakeTimers();
+    const { rerender } = render(<AvatarStack users={[me, ada, linus]} selfId="me" />);
+    rerender(<AvatarStack users={[me, ada]} selfId="me" />);
+    rerender(<AvatarStack users={[me, ada, linus]} selfId="me" />);
+    expect(document.querySelectorAll(".hn-face--leaving")).toHaveLength(0);
+    act(() => vi.advanceTimersByTime(EXIT_MS * 2));
+    expect(faceIds()).toEqual(["linus", "ada", "me"]);
+  });
+});

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::hub::{Hub, HubSettings};
@@ -105,6 +106,10 @@ fn router(app: App, static_dir: Option<PathBuf>) -> Router {
         .route("/server/{*rest}", get(not_found))
         .with_state(app);
     match static_dir {
+        Some(dir) if !dir.join("index.html").is_file() => {
+            tracing::warn!(dir = %dir.display(), "STATIC_DIR has no index.html (is the demo built?); serving the placeholder page");
+            api.fallback(get(placeholder))
+        }
         Some(dir) => {
             let index = ServeFile::new(dir.join("index.html"));
             api.fallback_service(ServeDir::new(dir).fallback(index))
@@ -138,7 +143,10 @@ fn upgrade_in(app: App, room: RoomId, upgrade: WebSocketUpgrade) -> Response {
         .max_write_buffer_size(app.session.outbox_bytes.max(64 * 1024) * 2)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| session::run(socket, app.hub, room, app.session))
+        .on_upgrade(move |socket| {
+            let span = tracing::info_span!("socket", room = %room, id = tracing::field::Empty);
+            session::run(socket, app.hub, room, app.session).instrument(span)
+        })
 }
 
 async fn readyz(State(app): State<App>) -> Response {

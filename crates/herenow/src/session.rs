@@ -127,6 +127,7 @@ pub async fn run(socket: WebSocket, hub: Arc<Hub>, room: RoomId, settings: Arc<S
             leave
         }
     };
+    tracing::debug!(?leave, "socket closed");
     reader.finish(leave).await;
 }
 
@@ -313,7 +314,9 @@ impl Reader {
                     ));
                 }
                 let join = hello.validate()?;
+                tracing::Span::current().record("id", &*join.id);
                 let membership = self.hub.join(&self.room, join, self.outbox.clone()).await?;
+                tracing::debug!(proto = ?membership.proto(), "joined");
                 self.membership = Some(membership);
             }
             ClientMsg::Ping => {

@@ -59,10 +59,14 @@ dev: build-debug web-install
 
 # ---- benchmarks (crates/herenow-bench) -----------------------------------------------
 bench: build-release deps-redis
-	@echo "bench: not written yet"
+	$(CARGO) build --release -p herenow-bench
+	$(CARGO_TARGET_DIR)/release/herenow-bench suite --profile full --bin $(BIN_RELEASE) \
+	  --out docs/BENCHMARKS.md --plots docs/bench --notes docs/bench/NOTES.md
 
 bench-smoke: build-debug deps-redis
-	@echo "bench smoke: not written yet"
+	$(CARGO) build -p herenow-bench
+	$(CARGO_TARGET_DIR)/debug/herenow-bench suite --profile smoke --bin $(BIN_DEBUG) \
+	  --out $(CARGO_TARGET_DIR)/bench-smoke/BENCHMARKS.md --plots $(CARGO_TARGET_DIR)/bench-smoke
 
 # ---- system packages -----------------------------------------------------------------
 deps-redis:

@@ -1,8 +1,9 @@
 /**
  * `<AvatarStack>`: the faces at the top of the page.
  *
- * Overlapping round faces, newest on the left and on top, yourself last with a ring, and a
- * `+N` chip for the oldest when there are more than `max`. Every face and the chip can be
+ * Yourself first, with a ring and a little gap; then the others as overlapping round faces,
+ * newest on the left and on top; then a `+N` chip for the oldest when there are more than
+ * `max`. Every face and the chip can be
  * hovered or focused for a tooltip; the stack's accessible name says who is here
  * ("3 people here: Ada, Linus and you"). Styles: `@herenow/react/styles.css`, themable
  * through CSS custom properties (`--hn-size`, `--hn-ring`, ...).
@@ -61,7 +62,7 @@ export function AvatarStack(props: AvatarStackProps) {
     // You always stay visible; the oldest others go behind the chip.
     const shownOthers = total > max ? others.slice(0, Math.max(0, max - (withSelf ? 1 : 0))) : others;
     return {
-      visible: withSelf ? [...shownOthers, self] : shownOthers,
+      visible: withSelf ? [self, ...shownOthers] : shownOthers,
       hidden: others.slice(shownOthers.length),
       // In screen order, so the label reads like the faces look.
       everyone: withSelf ? [...others, self] : others,
@@ -112,7 +113,7 @@ export function AvatarStack(props: AvatarStackProps) {
             style={{ zIndex: faces.length - index + 1, ...(user.color ? { "--hn-user-color": user.color } : {}) } as CSSProperties}
             {...(leaving ? {} : focusable(user.id))}
           >
-            <Face user={user} size={size} palette={palette} variant={variant} />
+            <UserAvatar user={user} size={size} palette={palette} variant={variant} />
             {tooltip(
               user.id,
               <>
@@ -130,7 +131,7 @@ export function AvatarStack(props: AvatarStackProps) {
           role="img"
           aria-label={`${hidden.length} more: ${joinNames(hidden.map(displayName))}`}
           className="hn-chip"
-          style={{ zIndex: 0 }}
+          style={{ zIndex: faces.length + 2 }} // over its neighbour: the count stays readable
           {...focusable(chipKey)}
         >
           +{hidden.length}
@@ -148,9 +149,20 @@ export function AvatarStack(props: AvatarStackProps) {
   );
 }
 
-/** One face: the avatar URL when given (a generated face if it fails to load), else a generated one. */
-function Face(props: { user: User; size: number; palette: readonly string[]; variant: Variant }) {
-  const { user, size, palette, variant } = props;
+export interface UserAvatarProps {
+  user: User;
+  /** Diameter in px. Default 24. */
+  size?: number;
+  palette?: readonly string[];
+  variant?: Variant;
+}
+
+/**
+ * One round face: the avatar URL when given (a generated face if it fails to load), else a
+ * face generated from the user's id, the same one `<AvatarStack>` shows.
+ */
+export function UserAvatar(props: UserAvatarProps) {
+  const { user, size = 24, palette = DEFAULT_PALETTE, variant = "beam" } = props;
   const [broken, setBroken] = useState<string | null>(null);
   if (user.avatar && broken !== user.avatar) {
     return (

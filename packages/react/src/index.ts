@@ -22,7 +22,7 @@ export {
   type PresenceProviderProps,
   type TypingApi,
 } from "./hooks";
-export { AvatarStack, DEFAULT_PALETTE, type AvatarStackProps } from "./AvatarStack";
+export { AvatarStack, DEFAULT_PALETTE, UserAvatar, type AvatarStackProps, type UserAvatarProps } from "./AvatarStack";
 export { ActivityLog, type ActivityLogProps } from "./ActivityLog";
 export { TypingIndicator, type TypingIndicatorProps } from "./TypingIndicator";
 export { displayName, joinNames, stackLabel, typingPhrase, isAway } from "./names";

@@ -33,9 +33,9 @@ describe("<AvatarStack>", () => {
     expect(screen.getByRole("group", { name: "3 people here: Ada, Linus and you" })).toBeTruthy();
   });
 
-  it("shows the newest on the left and on top, yourself last with a ring", () => {
+  it("shows yourself first with a ring, then the others newest on the left and on top", () => {
     render(<AvatarStack users={[me, ada, linus, grace]} selfId="me" />);
-    expect(faceIds()).toEqual(["grace", "linus", "ada", "me"]);
+    expect(faceIds()).toEqual(["me", "grace", "linus", "ada"]);
     const z = faces().map((f) => Number(f.style.zIndex));
     expect([...z].sort((a, b) => b - a)).toEqual(z); // left ones drawn over right ones
     const self = screen.getByRole("img", { name: "Me (you)" });
@@ -45,9 +45,10 @@ describe("<AvatarStack>", () => {
 
   it("puts the oldest others behind a +N chip and keeps you visible", () => {
     render(<AvatarStack users={people} selfId="me" max={5} />);
-    expect(faceIds()).toEqual(["barbara", "ken", "alan", "grace", "me"]);
+    expect(faceIds()).toEqual(["me", "barbara", "ken", "alan", "grace"]);
     const chip = screen.getByRole("img", { name: "2 more: Linus and Ada" });
     expect(chip.textContent).toBe("+2");
+    expect(Number(chip.style.zIndex)).toBeGreaterThan(Math.max(...faces().map((f) => Number(f.style.zIndex))));
     expect(screen.getByRole("group").getAttribute("aria-label")).toBe(
       "7 people here: Barbara, Ken, Alan, Grace, Linus, Ada and you",
     );
@@ -125,10 +126,10 @@ describe("<AvatarStack>", () => {
     rerender(<AvatarStack users={[me, ada]} selfId="me" />);
     const leaving = document.querySelector('[data-presence-id="linus"]');
     expect(leaving?.classList.contains("hn-face--leaving")).toBe(true);
-    expect(faceIds()).toEqual(["linus", "ada", "me"]); // where it was
+    expect(faceIds()).toEqual(["me", "linus", "ada"]); // where it was
     expect(screen.getByRole("group").getAttribute("aria-label")).toBe("2 people here: Ada and you");
     act(() => vi.advanceTimersByTime(EXIT_MS));
-    expect(faceIds()).toEqual(["ada", "me"]);
+    expect(faceIds()).toEqual(["me", "ada"]);
   });
 
   it("removes a face at once when reduced motion is asked for", () => {
@@ -142,7 +143,7 @@ describe("<AvatarStack>", () => {
     try {
       const { rerender } = render(<AvatarStack users={[me, ada, linus]} selfId="me" />);
       rerender(<AvatarStack users={[me, ada]} selfId="me" />);
-      expect(faceIds()).toEqual(["ada", "me"]);
+      expect(faceIds()).toEqual(["me", "ada"]);
       expect(matchMedia).toHaveBeenCalledWith("(prefers-reduced-motion: reduce)");
     } finally {
       vi.unstubAllGlobals();
@@ -156,6 +157,6 @@ describe("<AvatarStack>", () => {
     rerender(<AvatarStack users={[me, ada, linus]} selfId="me" />);
     expect(document.querySelectorAll(".hn-face--leaving")).toHaveLength(0);
     act(() => vi.advanceTimersByTime(EXIT_MS * 2));
-    expect(faceIds()).toEqual(["linus", "ada", "me"]);
+    expect(faceIds()).toEqual(["me", "linus", "ada"]);
   });
 });

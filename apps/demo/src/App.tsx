@@ -1,0 +1,237 @@
+/**
+ * The demo: a Notion-style page per room, with the faces of everyone on it at the top.
+ * Routing is three lines of History API: `/rooms/:roomId`, anything else is the lobby.
+ */
+import { cleanName, loadProfile, saveName, type Profile } from "./profile";
+import {
+  ActivityLog,
+  AvatarStack,
+  PresenceProvider,
+  TypingIndicator,
+  UserAvatar,
+  displayName,
+  useOthers,
+  usePresence,
+  useSelf,
+  useTyping,
+} from "@herenow/react";
+import { useEffect, useState, type MouseEvent } from "react";
+import { ROOMS, roomInfo, roomPath, routeOf } from "./routes";
+
+function storage(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
+/** Follows the address bar: pushState for our links, popstate for back and forward. */
+function usePath(): [string, (to: string) => void] {
+  const [path, setPath] = useState(() => window.location.pathname);
+  useEffect(() => {
+    const onPop = () => setPath(window.location.pathname);
+    window.addEventListener("popstate", onPop);
+    return () => window.removeEventListener("popstate", onPop);
+  }, []);
+  const navigate = (to: string) => {
+    if (to === window.location.pathname) return;
+    window.history.pushState(null, "", to + window.location.search);
+    setPath(to);
+  };
+  return [path, navigate];
+}
+
+function useDebounced<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return settled;
+}
+
+export function App() {
+  const [path, navigate] = usePath();
+  const route = routeOf(path);
+  useEffect(() => {
+    if (route.redirect) window.history.replaceState(null, "", route.canonical + window.location.search);
+  }, [route.redirect, route.canonical]);
+
+  const [profile] = useState<Profile>(() => loadProfile(storage(), window.location.search));
+  const [name, setName] = useState(profile.name);
+  const hintName = useDebounced(cleanName(name) || profile.name, 300);
+  useEffect(() => saveName(storage(), hintName), [hintName]);
+
+  useEffect(() => {
+    document.title = `${roomInfo(route.room).title} · herenow`;
+  }, [route.room]);
+
+  return (
+    <PresenceProvider room={route.room} user={{ name: hintName, color: profile.color }}>
+      <Page room={route.room} navigate={navigate} name={name} onName={setName} />
+    </PresenceProvider>
+  );
+}
+
+function Page(props: { room: string; navigate: (to: string) => void; name: string; onName: (name: string) => void }) {
+  const { room, navigate } = props;
+  const info = roomInfo(room);
+  const follow = (to: string) => (e: MouseEvent<HTMLAnchorElement>) => {
+    if (e.metaKey || e.ctrlKey || e.shiftKey || e.altKey || e.button !== 0) return; // new tab etc.
+    e.preventDefault();
+    navigate(to);
+  };
+
+  return (
+    <div className="app">
+      <aside className="sidebar">
+        <div className="brand">
+          <span className="brand__mark" aria-hidden="true" />
+          herenow
+        </div>
+        <nav aria-label="Rooms">
+          <p className="sidebar__heading">Rooms</p>
+          <ul className="rooms">
+            {ROOMS.map((r) => (
+              <li key={r.id}>
+                <a href={roomPath(r.id)} onClick={follow(roomPath(r.id))} aria-current={r.id === room ? "page" : undefined}>
+                  <span className="tile" style={{ background: r.tint }} aria-hidden="true">
+                    {r.title[0]}
+                  </span>
+                  {r.title}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <p className="sidebar__hint">
+          Each tab is a visitor. Open this page in a second tab and a second face appears at the top.
+        </p>
+      </aside>
+
+      <main className="main">
+        <header className="topbar">
+          <div className="crumbs">
+            <span className="crumbs__muted">Rooms</span>
+            <span className="crumbs__sep" aria-hidden="true">
+              /
+            </span>
+            <span className="crumbs__current">{info.title}</span>
+          </div>
+          <div className="topbar__presence">
+            <AvatarStack max={5} size={32} />
+            <ConnectionBadge />
+          </div>
+        </header>
+
+        <article className="doc">
+          <div className="doc__icon" style={{ background: info.tint }} aria-hidden="true">
+            {info.title[0]}
+          </div>
+          <h1 className="doc__title">{info.title}</h1>
+          <p className="doc__blurb">
+            {info.blurb} <code className="doc__path">{roomPath(room)}</code>
+          </p>
+
+          <div className="doc__grid">
+            <section className="card">
+              <label className="field">
+                <span className="field__label">Your name</span>
+                <input
+                  className="field__input"
+                  value={props.name}
+                  maxLength={40}
+                  autoComplete="nickname"
+                  onChange={(e) => props.onName(e.target.value)}
+                />
+              </label>
+              <NoteField />
+            </section>
+
+            <aside className="side">
+              <section className="card card--quiet">
+                <h2 className="card__title">Here now</h2>
+                <People />
+              </section>
+              <section className="card card--quiet">
+                <h2 className="card__title">Activity</h2>
+                <ActivityLog max={8} />
+              </section>
+            </aside>
+          </div>
+        </article>
+      </main>
+    </div>
+  );
+}
+
+function NoteField() {
+  const { onInput, stop } = useTyping();
+  return (
+    <label className="field">
+      <span className="field__label">Notes</span>
+      <textarea
+        className="field__input field__input--area"
+        rows={6}
+        placeholder="Start typing: the others see that you are."
+        onInput={onInput}
+        onBlur={stop}
+      />
+      <TypingIndicator className="field__typing" />
+    </label>
+  );
+}
+
+function People() {
+  const self = useSelf();
+  const others = useOthers();
+  const people = self ? [self, ...others] : others;
+  if (people.length === 0) return <p className="muted">Connecting…</p>;
+  return (
+    <ul className="people" aria-label="People in this room">
+      {people.map((u) => {
+        const away = u.state.status === "away";
+        return (
+          <li key={u.id} className="people__row" data-presence-id={u.id}>
+            <span className={`people__face ${away ? "people__face--away" : ""}`} aria-hidden="true">
+              <UserAvatar user={u} size={24} />
+            </span>
+            <span className="people__name">
+              {displayName(u)}
+              {u === self ? <span className="muted"> (you)</span> : null}
+            </span>
+            <span className="muted people__status">{away ? "away" : u.tabs > 1 ? `${u.tabs} tabs` : "active"}</span>
+          </li>
+        );
+      })}
+    </ul>
+  );
+}
+
+const STATUS_TEXT = {
+  open: "Live",
+  connecting: "Connecting…",
+  reconnecting: "Reconnecting…",
+  closed: "Offline",
+} as const;
+
+function ConnectionBadge() {
+  const { status, error, retryAt } = usePresence();
+  const [, tick] = useState(0);
+  useEffect(() => {
+    if (status !== "reconnecting" || retryAt === null) return;
+    const t = setInterval(() => tick((n) => n + 1), 1000);
+    return () => clearInterval(t);
+  }, [status, retryAt]);
+  const seconds = retryAt === null ? 0 : Math.ceil((retryAt - Date.now()) / 1000);
+  const text =
+    status === "reconnecting" && seconds > 0 ? `Reconnecting in ${seconds}s` : STATUS_TEXT[status];
+  const title = error ? `${error.code}: ${error.message}` : undefined;
+  return (
+    <span className={`status status--${status}`} role="status" data-status={status} title={title}>
+      <span className="status__dot" aria-hidden="true" />
+      {text}
+    </span>
+  );
+}

@@ -2,11 +2,12 @@
 //! is in the room everywhere" (a store).
 //!
 //! [`PresenceStore`] is implemented by [`memory::MemoryStore`] (the default: one
-//! process) and by the Redis store (every instance sees one room). The hub never talks to
+//! process) and by [`redis::RedisStore`] (every instance sees one room). The hub never talks to
 //! Redis; stores never touch sockets. One conformance suite (`tests/store_conformance.rs`)
 //! runs against every store.
 
 pub mod memory;
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
@@ -137,8 +138,12 @@ impl fmt::Debug for dyn PresenceStore {
 
 /// The store the configuration asks for: memory by default, Redis with `REDIS_URL`.
 /// Never fails because a backend is down: a Redis store starts disconnected and
-/// recovers on its own.
+/// recovers on its own. Call it inside a Tokio runtime (the Redis store starts its
+/// background tasks).
 pub fn from_config(config: &crate::config::Config, instance: InstanceId) -> Arc<dyn PresenceStore> {
+    if let Some(options) = redis::RedisOptions::from_config(config) {
+        return Arc::new(redis::RedisStore::new(options, instance));
+    }
     // The memory store has one instance: its lease is only a safety net, so it is the
     // member staleness limit rather than the shared-store lease.
     Arc::new(memory::MemoryStore::new(instance, config.stale()))

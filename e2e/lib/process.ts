@@ -60,16 +60,18 @@ export async function startHerenow(env: Record<string, string> = {}): Promise<He
   });
   let stdout = "";
   let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  // Logs may come on either stream; keep both (bounded) for diagnostics.
+  const keep = (s: string) => (s.length > 200_000 ? s.slice(-100_000) : s);
+  child.stderr!.on("data", (d: Buffer) => (stderr = keep(stderr + d.toString())));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error("herenow did not print its listening line within 15 s")), 15_000);
     const fail = (e: Error) => {
       clearTimeout(timer);
       child.kill("SIGKILL");
-      reject(new Error(`${e.message}\n--- stderr ---\n${stderr.slice(-4000)}`));
+      reject(new Error(`${e.message}\n--- output ---\n${(stdout + stderr).slice(-4000)}`));
     };
     child.stdout!.on("data", (d: Buffer) => {
-      stdout += d.toString();
+      stdout = keep(stdout + d.toString());
       const m = /herenow listening on (http:\/\/\S+)/.exec(stdout);
       if (m?.[1]) {
         clearTimeout(timer);
@@ -82,8 +84,8 @@ export async function startHerenow(env: Record<string, string> = {}): Promise<He
   child.removeAllListeners("exit");
   return {
     url,
-    logs: () => stderr,
-    store: () => /"store":"([a-z]+)"/.exec(stderr)?.[1] ?? /store="?([a-z]+)/.exec(stderr)?.[1] ?? null,
+    logs: () => stdout + stderr,
+    store: () => /"store":"([a-z]+)"/.exec(stdout + stderr)?.[1] ?? /store="?([a-z]+)/.exec(stdout + stderr)?.[1] ?? null,
     stop: () => kill(child),
   };
 }

@@ -3,18 +3,17 @@
 //! test plays two or three instances on one shared backend; the Redis ones share one
 //! server (and one cluster) per test process, each test under its own key prefix.
 
-#[path = "common/redis.rs"]
-mod redis_harness;
+mod common;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use common::redis::{unique_prefix, RedisCluster, RedisServer};
 use herenow::protocol::{Id, RawJson, RoomId, UserHints};
 use herenow::room::{Change, Entry, Op};
 use herenow::store::memory::{MemoryBackend, MemoryStore};
 use herenow::store::redis::{RedisOptions, RedisStore};
 use herenow::store::{Feed, FeedReceiver, PresenceStore, StoreEvent};
-use redis_harness::{unique_prefix, RedisCluster, RedisServer};
 use tokio::time::{timeout, Instant};
 
 /// Shortened timings: leases of one second, so expiry tests take about that long.

@@ -2,6 +2,8 @@
 //! that folds what the server sends into a roster, waiting a bounded time for a state.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,336 @@
+//! The Redis store through outages, at the store level: Redis down at start, stopped and
+//! restarted without its data and with it, connections dropped under a single node and
+//! under one node of a cluster. Real `redis-server` processes, shortened timings.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::{unique_prefix, RedisCluster, RedisServer};
+use herenow::protocol::{Id, RawJson, RoomId, UserHints};
+use herenow::room::{Change, Entry, Op};
+use herenow::store::redis::{RedisOptions, RedisStore};
+use herenow::store::{Feed, FeedReceiver, PresenceStore, StoreError};
+use tokio::time::{sleep, timeout, Instant};
+
+const LEASE: Duration = Duration::from_millis(1000);
+const REAP: Duration = Duration::from_millis(200);
+const HEARTBEAT: Duration = Duration::from_millis(300);
+/// How long an outage lasts in these tests.
+const OUTAGE: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(5);
+
+fn store(urls: Vec<String>, cluster: bool, prefix: &str, instance: &str) -> Arc<dyn PresenceStore> {
+    store_with(urls, cluster, prefix, instance, HEARTBEAT)
+}
+
+/// A store whose room keys live three `heartbeat`s.
+fn store_with(
+    urls: Vec<String>,
+    cluster: bool,
+    prefix: &str,
+    instance: &str,
+    heartbeat: Duration,
+) -> Arc<dyn PresenceStore> {
+    Arc::new(RedisStore::new(
+        RedisOptions {
+            urls,
+            cluster,
+            prefix: prefix.into(),
+            lease: LEASE,
+            reap: REAP,
+            heartbeat,
+        },
+        instance.into(),
+    ))
+}
+
+fn room(name: &str) -> RoomId {
+    RoomId::parse_or_lobby(name)
+}
+
+fn entry(name: &str) -> Entry {
+    Entry {
+        user: UserHints {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        state: RawJson::empty_object(),
+        tabs: 1,
+        since: 1_700_000_000_000,
+    }
+}
+
+fn id(name: &str) -> Id {
+    name.into()
+}
+
+/// Wait for the next feed item that `pick` accepts, skipping others.
+async fn wait_for<T>(
+    rx: &mut FeedReceiver,
+    what: &str,
+    mut pick: impl FnMut(Feed) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            rx.recv(),
+        )
+        .await
+        {
+            Ok(Some(item)) => {
+                if let Some(found) = pick(item) {
+                    return found;
+                }
+            }
+            other => panic!("no {what} in time: {other:?}"),
+        }
+    }
+}
+
+async fn resynced(rx: &mut FeedReceiver, want: &RoomId) {
+    wait_for(rx, "resync", |f| match f {
+        Feed::Resync { room } if room == *want => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+async fn change(rx: &mut FeedReceiver) -> (RoomId, Change) {
+    wait_for(rx, "change", |f| match f {
+        Feed::Change { room, change } => Some((room, change)),
+        _ => None,
+    })
+    .await
+}
+
+/// `Reconnected`, then a `Resync` for each of `rooms` (in any order).
+async fn recovered(rx: &mut FeedReceiver, rooms: &[RoomId]) {
+    let mut pending: HashSet<RoomId> = rooms.iter().cloned().collect();
+    wait_for(rx, "reconnected", |f| {
+        matches!(f, Feed::Reconnected).then_some(())
+    })
+    .await;
+    while !pending.is_empty() {
+        let room = wait_for(rx, "resync after reconnect", |f| match f {
+            Feed::Resync { room } => Some(room),
+            _ => None,
+        })
+        .await;
+        pending.remove(&room);
+    }
+}
+
+async fn until_down(s: &Arc<dyn PresenceStore>) {
+    let deadline = Instant::now() + WAIT;
+    while s.health().connected {
+        assert!(Instant::now() < deadline, "the outage was never noticed");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_started_without_redis_comes_up_when_redis_does() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let prefix = unique_prefix("down-at-start");
+    let a = store(vec![server.url()], false, &prefix, "a");
+    let mut feed = a.take_feed().unwrap();
+    let r = room("late");
+    a.watch(&r);
+
+    let started = Instant::now();
+    let err = a.upsert(&r, &id("x"), &entry("X")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "fails fast"
+    );
+    let started = Instant::now();
+    assert!(a.snapshot(&r).await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "and faster once known down"
+    );
+    let health = a.health();
+    assert!(!health.connected);
+    assert!(health.detail.contains("unreachable"), "{}", health.detail);
+
+    sleep(OUTAGE).await;
+    server.restart();
+    recovered(&mut feed, std::slice::from_ref(&r)).await;
+    assert!(a.health().connected, "{}", a.health().detail);
+    let c = a.upsert(&r, &id("x"), &entry("X")).await.unwrap();
+    assert_eq!(c.version, 1);
+    assert_eq!(change(&mut feed).await.1.version, 1, "subscribed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_that_loses_the_data_is_repaired_by_registering_again() {
+    let mut server = RedisServer::start();
+    let prefix = unique_prefix("restart-lost");
+    let a = store(vec![server.url()], false, &prefix, "a");
+    let c = store(vec![server.url()], false, &prefix, "c");
+    let r = room("lost");
+    let (mut feed_a, mut feed_c) = (a.take_feed().unwrap(), c.take_feed().unwrap());
+    a.watch(&r);
+    c.watch(&r);
+    resynced(&mut feed_a, &r).await;
+    resynced(&mut feed_c, &r).await;
+    a.upsert(&r, &id("x"), &entry("X")).await.unwrap();
+    c.upsert(&r, &id("y"), &entry("Y")).await.unwrap();
+    for feed in [&mut feed_a, &mut feed_c] {
+        assert_eq!(change(feed).await.1.version, 1);
+        assert_eq!(change(feed).await.1.version, 2);
+    }
+
+    server.kill();
+    until_down(&a).await;
+    until_down(&c).await;
+    assert!(a.upsert(&r, &id("z"), &entry("Z")).await.is_err());
+    assert!(a.health().detail.contains("unreachable"));
+    sleep(OUTAGE).await;
+    server.restart();
+
+    for feed in [&mut feed_a, &mut feed_c] {
+        recovered(feed, std::slice::from_ref(&r)).await;
+    }
+    let state = a.snapshot(&r).await.unwrap();
+    assert_eq!(
+        (state.version, state.entries.len()),
+        (0, 0),
+        "the data is gone"
+    );
+    // What the hub does on Reconnected.
+    a.register(&r, &[(id("x"), entry("X"))])
+        .await
+        .unwrap()
+        .unwrap();
+    c.register(&r, &[(id("y"), entry("Y"))])
+        .await
+        .unwrap()
+        .unwrap();
+    let state = c.snapshot(&r).await.unwrap();
+    assert_eq!((state.version, state.entries.len()), (2, 2));
+    for feed in [&mut feed_a, &mut feed_c] {
+        assert_eq!(change(feed).await.1.version, 1);
+        assert_eq!(change(feed).await.1.version, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_that_keeps_the_data_reaps_no_live_instance() {
+    let mut server = RedisServer::start_persistent();
+    let prefix = unique_prefix("restart-kept");
+    let urls = vec![server.url()];
+    // Room keys outlive the outage (three of these heartbeats); the leases do not.
+    let keys_live = Duration::from_secs(2);
+    let a = store_with(urls.clone(), false, &prefix, "a", keys_live);
+    let c = store_with(urls.clone(), false, &prefix, "c", keys_live);
+    let r = room("kept");
+    let mut feed_c = c.take_feed().unwrap();
+    c.watch(&r);
+    resynced(&mut feed_c, &r).await;
+    a.upsert(&r, &id("x"), &entry("X")).await.unwrap();
+    c.upsert(&r, &id("y"), &entry("Y")).await.unwrap();
+    a.heartbeat(std::slice::from_ref(&r)).await.unwrap();
+
+    server.stop_saving();
+    // Every lease in the saved data runs out while Redis is away.
+    sleep(LEASE + OUTAGE).await;
+    // `a` comes back later than `c` (its process restarts, say): a fresh store, same name.
+    drop(a);
+    server.restart();
+    recovered(&mut feed_c, std::slice::from_ref(&r)).await;
+    assert_eq!(
+        c.register(&r, &[(id("y"), entry("Y"))]).await.unwrap(),
+        None,
+        "the data was kept"
+    );
+    sleep(LEASE / 2).await;
+    let a = store(urls, false, &prefix, "a");
+    assert_eq!(
+        a.register(&r, &[(id("x"), entry("X"))]).await.unwrap(),
+        None
+    );
+
+    // Both refresh as their hubs do, for well past c's settling time.
+    let until = Instant::now() + LEASE * 3;
+    while Instant::now() < until {
+        a.heartbeat(std::slice::from_ref(&r)).await.unwrap();
+        c.heartbeat(std::slice::from_ref(&r)).await.unwrap();
+        sleep(HEARTBEAT).await;
+    }
+    while let Ok(item) = feed_c.try_recv() {
+        if let Feed::Change { change, .. } = item {
+            let removals = change
+                .ops
+                .iter()
+                .filter(|op| matches!(op, Op::Remove { .. }))
+                .count();
+            assert_eq!(removals, 0, "nobody live was reaped: {change:?}");
+        }
+    }
+    let state = c.snapshot(&r).await.unwrap();
+    assert_eq!(state.entries.len(), 2, "{state:?}");
+}
+
+/// Drop every connection `kill` names and check that each watched room's subscription
+/// comes back: changes to every one of them reach the watcher again.
+async fn every_room_resubscribes(
+    urls: Vec<String>,
+    cluster: bool,
+    kill: impl FnOnce(),
+    rooms: usize,
+) {
+    let prefix = unique_prefix("resubscribe");
+    let watcher = store(urls.clone(), cluster, &prefix, "w");
+    let writer = store(urls, cluster, &prefix, "v");
+    let rooms: Vec<RoomId> = (0..rooms).map(|i| room(&format!("room-{i}"))).collect();
+    let mut feed = watcher.take_feed().unwrap();
+    for r in &rooms {
+        watcher.watch(r);
+    }
+    let mut pending: HashSet<RoomId> = rooms.iter().cloned().collect();
+    while !pending.is_empty() {
+        let r = wait_for(&mut feed, "first resync", |f| match f {
+            Feed::Resync { room } => Some(room),
+            _ => None,
+        })
+        .await;
+        pending.remove(&r);
+    }
+
+    kill();
+    recovered(&mut feed, &rooms).await;
+
+    // The writer may be recovering too: retry each write, bounded.
+    for r in &rooms {
+        let deadline = Instant::now() + WAIT;
+        while writer.upsert(r, &id("x"), &entry("X")).await.is_err() {
+            assert!(Instant::now() < deadline, "writes never came back");
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut pending: HashSet<RoomId> = rooms.iter().cloned().collect();
+    while !pending.is_empty() {
+        let (r, _) = change(&mut feed).await;
+        pending.remove(&r);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_resubscribe_every_room() {
+    let server = RedisServer::start();
+    every_room_resubscribes(vec![server.url()], false, || server.kill_clients(), 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_dropping_its_connections_resubscribes_every_room() {
+    let cluster = RedisCluster::start();
+    // Many rooms, so every node holds a good share of the sharded channels.
+    every_room_resubscribes(cluster.urls(), true, || cluster.nodes[0].kill_clients(), 60).await;
+}

@@ -288,6 +288,25 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// Kill every node (SIGKILL): the data is lost, the cluster layout (nodes.conf) kept.
+    pub fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+    }
+
+    /// Start every node again and wait until the cluster is ok.
+    pub fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            node.restart();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.is_ok() {
+            assert!(Instant::now() < deadline, "the cluster never recovered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Every key matching `pattern` on every node.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         self.nodes.iter().flat_map(|n| n.keys(pattern)).collect()

@@ -228,7 +228,7 @@ async fn a_crashed_instance_is_gone_from_the_others_within_the_lease(t: Target) 
     let c = t.config("survivor");
     // Lease (1 s) + one reap sweep (200 ms), with room for a slow machine.
     assert!(
-        took < Duration::from_millis(c.lease_ms + c.reap_ms + 1500),
+        took < Duration::from_millis(c.lease_ms + c.reap_ms + 2500),
         "took {took:?}"
     );
     w.close(1000).await;

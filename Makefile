@@ -47,6 +47,7 @@ web-build: web-install
 
 test-web: web-install
 	npm run typecheck
+	npm run format:check
 	npm test
 
 test-e2e: web-build build-debug deps-chromium deps-redis

@@ -3,7 +3,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { activity, openPerson, waitForLabel } from "./lib/browser";
+import { activity, openPerson, selfId, waitForLabel, waitLive } from "./lib/browser";
 import { ARTIFACTS } from "./lib/paths";
 import { startHerenow, type Herenow } from "./lib/process";
 import { presenceScenario } from "./lib/scenario";
@@ -14,10 +14,13 @@ afterAll(async () => {
 });
 
 describe("one herenow instance", () => {
-  const { state } = presenceScenario(async () => {
-    server = await startHerenow();
-    return { baseA: server.url, baseB: server.url };
-  }, { shots: true });
+  const { state } = presenceScenario(
+    async () => {
+      server = await startHerenow();
+      return { baseA: server.url, baseB: server.url };
+    },
+    { shots: true },
+  );
 
   it("leaving a room through a link leaves at once (close 1000, no grace window)", async () => {
     const { browser, servers, a } = state();
@@ -43,6 +46,37 @@ describe("one herenow instance", () => {
     await waitForLabel(a.page, "1 person here: you", 5000);
   });
 
+  it("a duplicated tab takes a new id; the original keeps its face", async () => {
+    const { browser, servers, a } = state();
+    const context = await browser.newContext();
+    try {
+      const first = await context.newPage();
+      await first.goto(`${servers.baseA}/rooms/lobby?name=Katherine`);
+      await waitLive(first);
+      const id = (await selfId(first))!;
+      await waitForLabel(a.page, "2 people here: Katherine and you", 1000);
+      // What the browser's "Duplicate tab" does: the copy starts with the same sessionStorage.
+      const copy = await context.newPage();
+      await copy.addInitScript((tabId) => sessionStorage.setItem("herenow:tab-id", tabId), id);
+      await copy.goto(`${servers.baseA}/rooms/lobby?name=Katherine`);
+      await copy.waitForFunction(
+        (old) => {
+          const self = document.querySelector(".hn-face--self")?.getAttribute("data-presence-id");
+          return !!self && self !== old && document.querySelector('[data-status="open"]') !== null;
+        },
+        id,
+        { timeout: 3000 },
+      );
+      expect(await selfId(first)).toBe(id);
+      expect(await first.evaluate(() => sessionStorage.getItem("herenow:tab-id"))).toBe(id);
+      await waitForLabel(a.page, "3 people here: Katherine, Katherine and you", 2000);
+      expect(await activity(a.page)).not.toContain("Katherine left");
+    } finally {
+      await context.close(); // also when an expectation failed: the next test needs an empty room
+    }
+    await waitForLabel(a.page, "1 person here: you", 5000);
+  });
+
   it("the stack overflows into a +N chip; screenshots show faces", async () => {
     const { browser, servers, a } = state();
     // Six more people, as raw protocol-2 sockets from a page of the same origin.
@@ -65,7 +99,8 @@ describe("one herenow instance", () => {
         const ws = new WebSocket(url);
         w.crowd.push(ws);
         await new Promise<void>((resolve, reject) => {
-          ws.onopen = () => ws.send(JSON.stringify({ type: "hello", id: `e2e-${id}`, proto: 2, user: { name }, state: { status } }));
+          ws.onopen = () =>
+            ws.send(JSON.stringify({ type: "hello", id: `e2e-${id}`, proto: 2, user: { name }, state: { status } }));
           ws.onmessage = () => resolve();
           ws.onerror = () => reject(new Error("socket failed"));
         });
@@ -73,7 +108,9 @@ describe("one herenow instance", () => {
     }, wsUrl);
     await waitForLabel(a.page, "7 people here: Edsger, Katherine, Ken, Radia, Alan, Grace and you", 3000);
     // Faces pushed into the chip play their exit animation first.
-    await a.page.waitForFunction(() => document.querySelectorAll(".hn-face--leaving").length === 0, null, { timeout: 2000 });
+    await a.page.waitForFunction(() => document.querySelectorAll(".hn-face--leaving").length === 0, null, {
+      timeout: 2000,
+    });
     expect(await a.page.locator(".hn-face").count()).toBe(5);
     expect(await a.page.textContent(".hn-chip")).toBe("+2");
     expect(await a.page.getAttribute(".hn-chip", "aria-label")).toBe("2 more: Alan and Grace");
@@ -89,7 +126,10 @@ describe("one herenow instance", () => {
     await a.page.hover(".hn-chip");
     await a.page.waitForSelector('[role="tooltip"]');
     await a.page.waitForTimeout(200);
-    await a.page.screenshot({ path: join(ARTIFACTS, "avatar-stack-tooltip.png"), clip: { ...clip, height: clip.height + 64 } });
+    await a.page.screenshot({
+      path: join(ARTIFACTS, "avatar-stack-tooltip.png"),
+      clip: { ...clip, height: clip.height + 64 },
+    });
     await a.page.mouse.move(5, 700);
     await a.page.screenshot({ path: join(ARTIFACTS, "demo-lobby.png") });
 

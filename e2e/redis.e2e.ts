@@ -21,7 +21,10 @@ async function probeRedisStore(): Promise<{ ok: true } | { ok: false; reason: st
     const store = server.store();
     return store === "redis"
       ? { ok: true }
-      : { ok: false, reason: `this herenow build ignores REDIS_URL (it logs store=${store ?? "nothing"}); the Redis store is issue 3` };
+      : {
+          ok: false,
+          reason: `this herenow build ignores REDIS_URL (it logs store=${store ?? "nothing"}); the Redis store is issue 3`,
+        };
   } catch (e) {
     return { ok: false, reason: `herenow does not start with REDIS_URL: ${(e as Error).message.split("\n")[0]}` };
   } finally {

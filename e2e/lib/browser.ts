@@ -79,11 +79,10 @@ export async function waitForLabel(page: Page, expected: string, timeout = 5000)
 /** Waits for the typing indicator to read `expected` ("" = nobody typing). */
 export async function waitForTyping(page: Page, expected: string, timeout = 5000): Promise<void> {
   try {
-    await page.waitForFunction(
-      (exp) => (document.querySelector(".hn-typing")?.textContent ?? "") === exp,
-      expected,
-      { timeout, polling: 25 },
-    );
+    await page.waitForFunction((exp) => (document.querySelector(".hn-typing")?.textContent ?? "") === exp, expected, {
+      timeout,
+      polling: 25,
+    });
   } catch {
     const seen = await page.textContent(".hn-typing");
     throw new Error(`typing indicator: expected "${expected}" within ${timeout} ms, saw "${seen}"`);

@@ -12,7 +12,9 @@ export function herenowBin(): string {
   const given = process.env.HERENOW_BIN;
   const bin = given ? resolve(process.env.INIT_CWD ?? process.cwd(), given) : join(REPO, "target/debug/herenow");
   if (!existsSync(bin)) {
-    throw new Error(`no herenow binary at ${bin}: run \`cargo build -p herenow\` or set HERENOW_BIN (make test-e2e does both)`);
+    throw new Error(
+      `no herenow binary at ${bin}: run \`cargo build -p herenow\` or set HERENOW_BIN (make test-e2e does both)`,
+    );
   }
   if (!existsSync(join(DEMO_DIST, "index.html"))) {
     throw new Error(`the demo is not built (${DEMO_DIST}): run \`npm run build\` (make test-e2e does)`);

@@ -13,7 +13,9 @@ export function freePort(): Promise<number> {
     server.on("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -85,7 +87,8 @@ export async function startHerenow(env: Record<string, string> = {}): Promise<He
   return {
     url,
     logs: () => stdout + stderr,
-    store: () => /"store":"([a-z]+)"/.exec(stdout + stderr)?.[1] ?? /store="?([a-z]+)/.exec(stdout + stderr)?.[1] ?? null,
+    store: () =>
+      /"store":"([a-z]+)"/.exec(stdout + stderr)?.[1] ?? /store="?([a-z]+)/.exec(stdout + stderr)?.[1] ?? null,
     stop: () => kill(child),
   };
 }
@@ -112,9 +115,13 @@ export interface Redis {
 /** A throwaway redis-server on a free loopback port: no persistence, killed at the end. */
 export async function startRedis(): Promise<Redis> {
   const port = await freePort();
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   await new Promise<void>((resolve, reject) => {

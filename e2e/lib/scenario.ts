@@ -103,7 +103,10 @@ export function presenceScenario(
     await waitForTyping(a.page, "Linus is typing…", 2000);
     if (shots) {
       mkdirSync(ARTIFACTS, { recursive: true });
-      await a.page.locator(".card").first().screenshot({ path: join(ARTIFACTS, "typing-indicator.png") });
+      await a.page
+        .locator(".card")
+        .first()
+        .screenshot({ path: join(ARTIFACTS, "typing-indicator.png") });
     }
     expect(await b.page.textContent(".hn-typing")).toBe(""); // we never see ourselves
     // 2 s after the last keystroke the sender says it stopped.

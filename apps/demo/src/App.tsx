@@ -95,7 +95,11 @@ function Page(props: { room: string; navigate: (to: string) => void; name: strin
           <ul className="rooms">
             {ROOMS.map((r) => (
               <li key={r.id}>
-                <a href={roomPath(r.id)} onClick={follow(roomPath(r.id))} aria-current={r.id === room ? "page" : undefined}>
+                <a
+                  href={roomPath(r.id)}
+                  onClick={follow(roomPath(r.id))}
+                  aria-current={r.id === room ? "page" : undefined}
+                >
                   <span className="tile" style={{ background: r.tint }} aria-hidden="true">
                     {r.title[0]}
                   </span>
@@ -225,8 +229,7 @@ function ConnectionBadge() {
     return () => clearInterval(t);
   }, [status, retryAt]);
   const seconds = retryAt === null ? 0 : Math.ceil((retryAt - Date.now()) / 1000);
-  const text =
-    status === "reconnecting" && seconds > 0 ? `Reconnecting in ${seconds}s` : STATUS_TEXT[status];
+  const text = status === "reconnecting" && seconds > 0 ? `Reconnecting in ${seconds}s` : STATUS_TEXT[status];
   const title = error ? `${error.code}: ${error.message}` : undefined;
   return (
     <span className={`status status--${status}`} role="status" data-status={status} title={title}>

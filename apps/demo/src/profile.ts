@@ -9,8 +9,26 @@ export const COLOR_KEY = "herenow:color";
 export const MAX_NAME_CHARS = 40;
 
 const FIRST_NAMES = [
-  "Ada", "Grace", "Linus", "Alan", "Barbara", "Edsger", "Margaret", "Ken", "Dennis", "Radia",
-  "Katherine", "Donald", "Frances", "John", "Hedy", "Tim", "Sophie", "Guido", "Anita", "Niklaus",
+  "Ada",
+  "Grace",
+  "Linus",
+  "Alan",
+  "Barbara",
+  "Edsger",
+  "Margaret",
+  "Ken",
+  "Dennis",
+  "Radia",
+  "Katherine",
+  "Donald",
+  "Frances",
+  "John",
+  "Hedy",
+  "Tim",
+  "Sophie",
+  "Guido",
+  "Anita",
+  "Niklaus",
 ];
 export const COLORS = ["#2a9d8f", "#e76f51", "#e9c46a", "#264653", "#f4a261", "#6d597a", "#355070", "#b56576"];
 

@@ -3,12 +3,29 @@ import { ROOMS, roomInfo, roomPath, routeOf } from "./routes";
 
 describe("routes", () => {
   it("reads /rooms/:roomId", () => {
-    expect(routeOf("/rooms/design-review")).toEqual({ room: "design-review", canonical: "/rooms/design-review", redirect: false });
-    expect(routeOf("/rooms/launch-plan/")).toEqual({ room: "launch-plan", canonical: "/rooms/launch-plan", redirect: true });
+    expect(routeOf("/rooms/design-review")).toEqual({
+      room: "design-review",
+      canonical: "/rooms/design-review",
+      redirect: false,
+    });
+    expect(routeOf("/rooms/launch-plan/")).toEqual({
+      room: "launch-plan",
+      canonical: "/rooms/launch-plan",
+      redirect: true,
+    });
   });
 
   it("falls back to the lobby for any other path or an invalid room", () => {
-    for (const path of ["/", "/rooms", "/rooms/", "/elsewhere", "/rooms/a/b", "/rooms/Design", "/rooms/%E0%A4%A", `/rooms/${"a".repeat(65)}`]) {
+    for (const path of [
+      "/",
+      "/rooms",
+      "/rooms/",
+      "/elsewhere",
+      "/rooms/a/b",
+      "/rooms/Design",
+      "/rooms/%E0%A4%A",
+      `/rooms/${"a".repeat(65)}`,
+    ]) {
       expect(routeOf(path), path).toEqual({ room: "lobby", canonical: "/rooms/lobby", redirect: true });
     }
   });

@@ -15,8 +15,18 @@ export interface RoomLink {
 /** The rooms in the sidebar. Any other valid id works too, at its own URL. */
 export const ROOMS: readonly RoomLink[] = [
   { id: "lobby", title: "Lobby", blurb: "Everyone lands here first. Say hello.", tint: "#2a9d8f" },
-  { id: "design-review", title: "Design review", blurb: "Thursday's review of the new onboarding flow.", tint: "#e76f51" },
-  { id: "launch-plan", title: "Launch plan", blurb: "Who ships what, and when, for the March launch.", tint: "#e9c46a" },
+  {
+    id: "design-review",
+    title: "Design review",
+    blurb: "Thursday's review of the new onboarding flow.",
+    tint: "#e76f51",
+  },
+  {
+    id: "launch-plan",
+    title: "Launch plan",
+    blurb: "Who ships what, and when, for the March launch.",
+    tint: "#e9c46a",
+  },
 ];
 
 export function roomPath(room: string): string {

@@ -40,10 +40,7 @@ export function activityOfChange(
 }
 
 /** The joins and leaves between two full rosters (a `sync` answer replacing a roster). */
-export function rosterChange(
-  before: readonly User[],
-  after: readonly User[],
-): { joined: User[]; left: User[] } {
+export function rosterChange(before: readonly User[], after: readonly User[]): { joined: User[]; left: User[] } {
   const beforeIds = new Set(before.map((u) => u.id));
   const afterIds = new Set(after.map((u) => u.id));
   return {

@@ -17,9 +17,7 @@ export const BACKOFF_JITTER = 0.3;
 /** After a 1008 policy close the server asks for at least this long before a retry. */
 export const POLICY_RETRY_MS = 30_000;
 
-export type CloseDecision =
-  | { kind: "retry"; delayMs: number }
-  | { kind: "stop"; reason: "too_big" | "unauthorized" };
+export type CloseDecision = { kind: "retry"; delayMs: number } | { kind: "stop"; reason: "too_big" | "unauthorized" };
 
 /**
  * Delay before retry number `attempt` (0-based): 1 s, 2 s, 4 s, ... capped at 30 s, then

@@ -7,13 +7,7 @@
  * The socket, timers' randomness and browser APIs are injected, so the whole machine runs
  * in Node and under fake timers.
  */
-import {
-  ACTIVITY_CAPACITY,
-  activityOfChange,
-  appendActivity,
-  rosterChange,
-  type ActivityEntry,
-} from "./activity";
+import { ACTIVITY_CAPACITY, activityOfChange, appendActivity, rosterChange, type ActivityEntry } from "./activity";
 import { closeDecision } from "./backoff";
 import { TAB_CHANNEL_NAME, TabIdentity, type ChannelLike, type StorageLike } from "./identity";
 import {
@@ -156,11 +150,7 @@ export function emptySnapshot(room: string, status: ConnectionStatus = "closed")
 }
 
 /** The WebSocket URL for a room: `base` (or the page's origin) + `/server/ws/<room>`. */
-export function roomUrl(
-  room: string,
-  base?: string,
-  location?: { protocol: string; host: string } | null,
-): string {
+export function roomUrl(room: string, base?: string, location?: { protocol: string; host: string } | null): string {
   const path = `/server/ws/${encodeURIComponent(normalizeRoomId(room))}`;
   if (base) {
     const u = new URL(base);
@@ -235,9 +225,7 @@ export class PresenceClient {
       this.#fixedId === null
         ? new TabIdentity({
             storage: this.#env.sessionStorage,
-            channel: this.#env.broadcastChannel
-              ? () => this.#env.broadcastChannel!(TAB_CHANNEL_NAME)
-              : null,
+            channel: this.#env.broadcastChannel ? () => this.#env.broadcastChannel!(TAB_CHANNEL_NAME) : null,
             random: this.#random,
             onChange: () => this.#identityChanged(),
           })

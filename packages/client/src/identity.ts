@@ -100,8 +100,7 @@ export class TabIdentity {
 
   #receive(message: unknown): void {
     if (!isAnnounce(message) || message.id !== this.#id || message.nonce === this.#nonce) return;
-    const theyAreOlder =
-      message.born < this.#born || (message.born === this.#born && message.nonce < this.#nonce);
+    const theyAreOlder = message.born < this.#born || (message.born === this.#born && message.nonce < this.#nonce);
     if (theyAreOlder) {
       this.#id = this.#fresh();
       this.#post("claim");

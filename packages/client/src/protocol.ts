@@ -195,9 +195,7 @@ function optStr(o: Record<string, unknown>, key: string): string | undefined {
 
 function int(o: Record<string, unknown>, key: string): number {
   const v = o[key];
-  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0
-    ? v
-    : fail(`${key} must be a non-negative integer`);
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : fail(`${key} must be a non-negative integer`);
 }
 
 function jsonObject(v: unknown, what: string): JsonObject {

@@ -52,8 +52,7 @@ export function compareUsers(a: User, b: User): number {
  * A protocol-1 snapshot (no `users`) yields bare members.
  */
 export function applySnapshot(_prev: Roster, msg: PresenceMsg): Roster {
-  const users =
-    msg.users ?? msg.members.map((id): User => ({ id, state: {}, tabs: 1, since: 0 }));
+  const users = msg.users ?? msg.members.map((id): User => ({ id, state: {}, tabs: 1, since: 0 }));
   return deepFreeze({
     roomId: msg.roomId,
     version: msg.version,

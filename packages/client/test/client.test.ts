@@ -53,8 +53,12 @@ afterEach(() => {
 
 describe("url", () => {
   it("uses the page origin by default, ws or wss from the page protocol", () => {
-    expect(roomUrl("lobby", undefined, { protocol: "https:", host: "a.example" })).toBe("wss://a.example/server/ws/lobby");
-    expect(roomUrl("x-1", undefined, { protocol: "http:", host: "localhost:5173" })).toBe("ws://localhost:5173/server/ws/x-1");
+    expect(roomUrl("lobby", undefined, { protocol: "https:", host: "a.example" })).toBe(
+      "wss://a.example/server/ws/lobby",
+    );
+    expect(roomUrl("x-1", undefined, { protocol: "http:", host: "localhost:5173" })).toBe(
+      "ws://localhost:5173/server/ws/x-1",
+    );
   });
   it("takes a given server URL, and invalid rooms mean lobby", () => {
     expect(roomUrl("Bad Room!", "http://127.0.0.1:3000")).toBe("ws://127.0.0.1:3000/server/ws/lobby");
@@ -71,7 +75,13 @@ describe("joining", () => {
     expect(client.getSnapshot().status).toBe("connecting");
     net.last.accept();
     expect(net.last.sent).toEqual([
-      { type: "hello", id: "me", proto: 2, user: { name: "Ada", color: "#f80" }, state: { status: "active", mood: "ok" } },
+      {
+        type: "hello",
+        id: "me",
+        proto: 2,
+        user: { name: "Ada", color: "#f80" },
+        state: { status: "active", mood: "ok" },
+      },
     ]);
     expect(client.getSnapshot().status).toBe("connecting");
     net.last.push(snapshot(3, [u("me", 1, { name: "Ada" }), u("linus", 2)], "me", "design-review"));
@@ -478,10 +488,12 @@ describe("events and typing", () => {
 describe("tab identity", () => {
   it("a duplicated tab that finds out after joining leaves with 1000 and rejoins under a new id", () => {
     const storage = new Map<string, string>([["herenow:tab-id", "shared"]]);
-    const sessionStorage = { getItem: (k: string) => storage.get(k) ?? null, setItem: (k: string, v: string) => void storage.set(k, v) };
+    const sessionStorage = {
+      getItem: (k: string) => storage.get(k) ?? null,
+      setItem: (k: string, v: string) => void storage.set(k, v),
+    };
     let channel: ChannelLike | null = null;
-    const broadcastChannel = () =>
-      (channel = { onmessage: null, postMessage: vi.fn(), close: vi.fn() });
+    const broadcastChannel = () => (channel = { onmessage: null, postMessage: vi.fn(), close: vi.fn() });
     make({ tabId: undefined, environment: { ...noBrowser, sessionStorage, broadcastChannel } });
     expect(client.tabId).toBe("shared");
     join([u("shared", 1)]);

@@ -80,5 +80,13 @@ export function diff(
   change: { joined?: User[]; left?: string[]; updated?: User[] },
   roomId = "lobby",
 ): ServerMsg {
-  return { type: "diff", roomId, prev, version, joined: change.joined ?? [], left: change.left ?? [], updated: change.updated ?? [] };
+  return {
+    type: "diff",
+    roomId,
+    prev,
+    version,
+    joined: change.joined ?? [],
+    left: change.left ?? [],
+    updated: change.updated ?? [],
+  };
 }

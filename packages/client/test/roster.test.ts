@@ -6,7 +6,13 @@ import { fixture } from "./fixtures";
 
 const snapshot = () => fixture<PresenceMsg>("v2/server.presence.json");
 const diff = () => fixture<DiffMsg>("v2/server.diff.json");
-const user = (id: string, since: number, extra: Partial<User> = {}): User => ({ id, state: {}, tabs: 1, since, ...extra });
+const user = (id: string, since: number, extra: Partial<User> = {}): User => ({
+  id,
+  state: {},
+  tabs: 1,
+  since,
+  ...extra,
+});
 
 function seeded(): Roster {
   return applySnapshot(emptyRoster("design-review"), snapshot());

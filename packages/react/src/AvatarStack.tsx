@@ -110,7 +110,12 @@ export function AvatarStack(props: AvatarStackProps) {
             aria-hidden={leaving || undefined}
             data-presence-id={user.id}
             className={classes.filter(Boolean).join(" ")}
-            style={{ zIndex: faces.length - index + 1, ...(user.color ? { "--hn-user-color": user.color } : {}) } as CSSProperties}
+            style={
+              {
+                zIndex: faces.length - index + 1,
+                ...(user.color ? { "--hn-user-color": user.color } : {}),
+              } as CSSProperties
+            }
             {...(leaving ? {} : focusable(user.id))}
           >
             <UserAvatar user={user} size={size} palette={palette} variant={variant} />

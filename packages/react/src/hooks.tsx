@@ -143,7 +143,9 @@ export function shallowEqual(a: unknown, b: unknown): boolean {
   const kb = Object.keys(b);
   if (ka.length !== kb.length) return false;
   return ka.every(
-    (k) => Object.prototype.hasOwnProperty.call(b, k) && Object.is((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
+    (k) =>
+      Object.prototype.hasOwnProperty.call(b, k) &&
+      Object.is((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
   );
 }
 
@@ -179,10 +181,7 @@ export function useOthers<T>(
   selector?: (others: readonly User[]) => T,
   isEqual?: (a: T, b: T) => boolean,
 ): T | readonly User[] {
-  const pick = useCallback(
-    (s: PresenceSnapshot) => (selector ? selector(s.others) : s.others),
-    [selector],
-  );
+  const pick = useCallback((s: PresenceSnapshot) => (selector ? selector(s.others) : s.others), [selector]);
   return usePresenceSelector<T | readonly User[]>(
     pick,
     (isEqual as ((a: T | readonly User[], b: T | readonly User[]) => boolean) | undefined) ?? shallowEqual,

@@ -66,7 +66,11 @@ describe("<AvatarStack>", () => {
     expect(screen.queryByRole("tooltip")).toBeNull();
     fireEvent.mouseEnter(chip);
     const tip = screen.getByRole("tooltip");
-    expect(within(tip).getAllByRole("listitem").map((li) => li.textContent)).toEqual(["Alan", "Grace", "Linus", "Ada"]);
+    expect(
+      within(tip)
+        .getAllByRole("listitem")
+        .map((li) => li.textContent),
+    ).toEqual(["Alan", "Grace", "Linus", "Ada"]);
     expect(chip.getAttribute("aria-describedby")).toBe(tip.id);
     fireEvent.mouseLeave(chip);
     expect(screen.queryByRole("tooltip")).toBeNull();
@@ -98,7 +102,13 @@ describe("<AvatarStack>", () => {
   });
 
   it("draws a generated face without an avatar URL, and the image when given", () => {
-    render(<AvatarStack users={[ada, u("linus", "Linus", 2, { avatar: "https://example.com/l.png" })]} selfId={null} size={40} />);
+    render(
+      <AvatarStack
+        users={[ada, u("linus", "Linus", 2, { avatar: "https://example.com/l.png" })]}
+        selfId={null}
+        size={40}
+      />,
+    );
     const [linusFace, adaFace] = faces();
     expect(adaFace?.querySelector("svg")).not.toBeNull();
     expect(adaFace?.querySelector("img")).toBeNull();
@@ -108,7 +118,9 @@ describe("<AvatarStack>", () => {
   });
 
   it("falls back to a generated face when the image fails", () => {
-    render(<AvatarStack users={[u("linus", "Linus", 2, { avatar: "https://example.com/missing.png" })]} selfId={null} />);
+    render(
+      <AvatarStack users={[u("linus", "Linus", 2, { avatar: "https://example.com/missing.png" })]} selfId={null} />,
+    );
     fireEvent.error(document.querySelector("img")!);
     expect(document.querySelector("img")).toBeNull();
     expect(document.querySelector(".hn-face svg")).not.toBeNull();

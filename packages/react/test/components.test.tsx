@@ -5,7 +5,12 @@ import { ActivityLog } from "../src/ActivityLog";
 import { TypingIndicator } from "../src/TypingIndicator";
 
 const u = (id: string, name: string): User => ({ id, name, state: {}, tabs: 1, since: 0 });
-const entry = (seq: number, kind: "joined" | "left", user: User): ActivityEntry => ({ seq, kind, user, at: Date.UTC(2025, 0, 1, 9, seq) });
+const entry = (seq: number, kind: "joined" | "left", user: User): ActivityEntry => ({
+  seq,
+  kind,
+  user,
+  at: Date.UTC(2025, 0, 1, 9, seq),
+});
 
 afterEach(cleanup);
 
@@ -31,7 +36,12 @@ describe("<TypingIndicator>", () => {
 
 describe("<ActivityLog>", () => {
   it("lists joins and leaves newest first, capped", () => {
-    const entries = [entry(4, "left", u("l", "Linus")), entry(3, "joined", u("g", "Grace")), entry(2, "joined", u("l", "Linus")), entry(1, "joined", u("a", "Ada"))];
+    const entries = [
+      entry(4, "left", u("l", "Linus")),
+      entry(3, "joined", u("g", "Grace")),
+      entry(2, "joined", u("l", "Linus")),
+      entry(1, "joined", u("a", "Ada")),
+    ];
     render(<ActivityLog entries={entries} max={3} formatTime={(ms) => `t${new Date(ms).getUTCMinutes()}`} />);
     const items = screen.getAllByRole("listitem");
     expect(items.map((li) => li.textContent)).toEqual(["Linus leftt4", "Grace joinedt3", "Linus joinedt2"]);

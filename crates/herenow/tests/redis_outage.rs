@@ -334,3 +334,60 @@ async fn a_cluster_node_dropping_its_connections_resubscribes_every_room() {
     // Many rooms, so every node holds a good share of the sharded channels.
     every_room_resubscribes(cluster.urls(), true, || cluster.nodes[0].kill_clients(), 60).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stalled_past_its_lease_writes_its_entries_again() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("stalled");
+    let r = room("stalled");
+    let c = store(vec![server.url()], false, &prefix, "c");
+    let mut feed_c = c.take_feed().unwrap();
+    c.watch(&r);
+    resynced(&mut feed_c, &r).await;
+
+    // `a` runs on a runtime of its own, which the test then freezes for two leases: its
+    // link stays up but its lease lapses, and `c` reaps its entry.
+    let (to_a, orders) = std::sync::mpsc::channel::<()>();
+    let (url, prefix_a, room_a) = (server.url(), prefix.clone(), r.clone());
+    let a = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let a = store(vec![url], false, &prefix_a, "a");
+            let mut feed = a.take_feed().unwrap();
+            // The first connection's own Reconnected.
+            wait_for(&mut feed, "connected", |f| {
+                matches!(f, Feed::Reconnected).then_some(())
+            })
+            .await;
+            a.upsert(&room_a, &id("x"), &entry("X")).await.unwrap();
+            orders.recv().unwrap();
+            std::thread::sleep(LEASE * 2);
+            // What the hub does on Reconnected.
+            wait_for(&mut feed, "reconnected", |f| {
+                matches!(f, Feed::Reconnected).then_some(())
+            })
+            .await;
+            a.register(&room_a, &[(id("x"), entry("X"))]).await.unwrap()
+        })
+    });
+    assert_eq!(change(&mut feed_c).await.1.version, 1);
+    c.upsert(&r, &id("y"), &entry("Y")).await.unwrap();
+    assert_eq!(change(&mut feed_c).await.1.version, 2);
+    to_a.send(()).unwrap();
+    let (_, reaped) = change(&mut feed_c).await;
+    assert!(
+        matches!(&reaped.ops[..], [Op::Remove { instance, .. }] if &**instance == "a"),
+        "{reaped:?}"
+    );
+    let again = tokio::task::spawn_blocking(move || a.join().unwrap())
+        .await
+        .unwrap()
+        .expect("x is written again");
+    assert_eq!(again.version, 4);
+    let (_, back) = change(&mut feed_c).await;
+    assert_eq!(back.version, 4);
+    assert_eq!(c.snapshot(&r).await.unwrap().entries.len(), 2);
+}

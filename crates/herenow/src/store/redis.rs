@@ -304,6 +304,8 @@ struct Link {
     client_id: Option<i64>,
     /// No reaping before this: the other instances renew their leases meanwhile.
     settle_until: Instant,
+    /// When the last lease renewal that succeeded was sent.
+    renewed_at: Instant,
     /// Cluster: which node serves which slots, for one pipeline per node.
     slots: Option<Vec<(u16, u16, String, u16)>>,
 }
@@ -373,6 +375,7 @@ impl RedisStore {
                 error: "connecting".into(),
                 client_id: None,
                 settle_until: Instant::now(),
+                renewed_at: Instant::now(),
                 slots: None,
             }),
             first_attempt: watch::Sender::new(false),
@@ -472,10 +475,16 @@ impl Inner {
     async fn supervise(self: Arc<Self>) {
         let mut backoff = MIN_BACKOFF;
         let mut reaped: HashSet<(InstanceId, u64, RoomId)> = HashSet::new();
+        // A fixed schedule: however often the supervisor is woken, the lease is renewed
+        // every `reap`.
+        let mut next_tick = Instant::now() + self.opts.reap;
         loop {
             if self.current().is_none() {
                 match self.connect().await {
-                    Ok(()) => backoff = MIN_BACKOFF,
+                    Ok(()) => {
+                        backoff = MIN_BACKOFF;
+                        next_tick = Instant::now() + self.opts.reap;
+                    }
                     Err(err) => {
                         self.set_down(&err);
                         tokio::time::sleep(backoff).await;
@@ -484,10 +493,10 @@ impl Inner {
                     }
                 }
             }
-            let tick = tokio::time::sleep(self.opts.reap);
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tick => {
+                _ = tokio::time::sleep_until(next_tick) => {
+                    next_tick = Instant::now() + self.opts.reap;
                     if let Err(err) = self.tick(&mut reaped).await {
                         tracing::debug!(%err, "lease renewal failed; probing redis");
                     }
@@ -587,6 +596,7 @@ impl Inner {
             }
             Conn::Single(c) => within(load.exec_async(c)).await?,
         }
+        let sent = Instant::now();
         within(self.renew_lease(&mut conn)).await?;
         let slots = match &mut conn {
             Conn::Cluster(c) => within(cluster_slots(c)).await.ok(),
@@ -598,6 +608,7 @@ impl Inner {
             link.client_id = client_id;
             link.slots = slots;
             link.settle_until = Instant::now() + self.opts.lease;
+            link.renewed_at = sent;
             if !link.up {
                 let was_down = link.since.elapsed();
                 link.up = true;
@@ -645,7 +656,22 @@ impl Inner {
         reaped: &mut HashSet<(InstanceId, u64, RoomId)>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
+        let sent = Instant::now();
         let dead = self.call(self.renew_lease(&mut conn)).await?;
+        let lapsed = {
+            let mut link = lock(&self.link);
+            let lapsed = sent.duration_since(link.renewed_at) >= self.opts.lease;
+            link.renewed_at = sent;
+            lapsed
+        };
+        if lapsed {
+            // Stalled for a whole lease (an overloaded process, a slow Redis) with the
+            // link up: others may have reaped this instance's entries. Recover as after
+            // a reconnect, so the hub writes them again.
+            tracing::warn!("lease renewal was late by a whole lease: re-registering");
+            self.lost.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
         reaped.retain(|(inst, exp, _)| dead.iter().any(|(i, e)| i == inst && e == exp));
         if dead.is_empty() || self.settling() {
             return Ok(());

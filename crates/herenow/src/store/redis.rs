@@ -583,10 +583,6 @@ impl Inner {
     async fn recover(&self, mut conn: Conn) -> Result<(), RedisError> {
         self.lost.store(false, Ordering::SeqCst);
         let client_id = within(probe(&mut conn)).await?;
-        let mut load = redis::pipe();
-        for script in self.scripts.all() {
-            load.load_script(script);
-        }
         match &mut conn {
             // Every primary needs them: SCRIPT LOAD goes to all nodes.
             Conn::Cluster(c) => {
@@ -594,7 +590,13 @@ impl Inner {
                     within(script.load_async(c)).await?;
                 }
             }
-            Conn::Single(c) => within(load.exec_async(c)).await?,
+            Conn::Single(c) => {
+                let mut load = redis::pipe();
+                for script in self.scripts.all() {
+                    load.load_script(script);
+                }
+                within(load.exec_async(c)).await?;
+            }
         }
         let sent = Instant::now();
         within(self.renew_lease(&mut conn)).await?;
@@ -642,7 +644,7 @@ impl Inner {
         };
         if self.lost.swap(false, Ordering::SeqCst) || replaced {
             tracing::info!(
-                "redis connection was replaced: re-registering and resynchronising rooms"
+                "redis connection replaced or lease lapsed: re-registering and resynchronising rooms"
             );
             self.recover(conn).await?;
         }

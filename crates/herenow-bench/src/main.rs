@@ -181,7 +181,8 @@ async fn run(cli: &Cli, nofile: u64) -> i32 {
             Cmd::Suite(_) => unreachable!(),
         }
     };
-    let outcome = match tokio::time::timeout(Duration::from_secs(cli.max_secs), fut).await {
+    let load_before = sys::loadavg();
+    let mut outcome = match tokio::time::timeout(Duration::from_secs(cli.max_secs), fut).await {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => report::Outcome::failed(name, serde_json::Value::Null, &e),
         Err(_) => report::Outcome::failed(
@@ -190,6 +191,7 @@ async fn run(cli: &Cli, nofile: u64) -> i32 {
             &anyhow::anyhow!("gave up after {} s", cli.max_secs),
         ),
     };
+    outcome.set("loadavg_1m_before_after", [load_before, sys::loadavg()]);
     println!("{}", outcome.line());
     let code = outcome.exit_code(cli.strict);
     if code == 0 {

@@ -193,6 +193,14 @@ fn command_line(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unavailable".into())
 }
 
+/// The 1-minute load average: how busy the shared machine was around a run.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// CPU percent of one core over an interval.
 pub fn cpu_percent(before: &ProcSample, after: &ProcSample, wall: Duration) -> f64 {
     let secs = wall.as_secs_f64();

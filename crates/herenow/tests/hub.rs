@@ -14,7 +14,11 @@ use herenow::store::memory::MemoryStore;
 fn hub() -> Arc<Hub> {
     let config = Config::defaults();
     let store = Arc::new(MemoryStore::new("solo".into(), config.stale()));
-    Hub::new(store, HubSettings::from_config(&config), Arc::new(Metrics::default()))
+    Hub::new(
+        store,
+        HubSettings::from_config(&config),
+        Arc::new(Metrics::default()),
+    )
 }
 
 fn join_msg(id: &str) -> Join {
@@ -42,7 +46,9 @@ async fn drain(outbox: &Outbox) -> Vec<ServerMsg> {
     let mut out = Vec::new();
     while let Ok(next) = tokio::time::timeout(Duration::from_millis(1), outbox.next()).await {
         match next {
-            Next::Frames(frames) => out.extend(frames.iter().map(|f| serde_json::from_str(f).unwrap())),
+            Next::Frames(frames) => {
+                out.extend(frames.iter().map(|f| serde_json::from_str(f).unwrap()))
+            }
             Next::Close(..) => break,
         }
     }
@@ -56,7 +62,10 @@ async fn the_default_grace_window_hides_a_reload_and_then_lets_go() {
     assert!(matches!(&drain(&seen).await[..], [ServerMsg::Presence(p)] if p.count == 1));
     let (tab, _) = join(&hub, "tab").await;
     let msgs = drain(&seen).await;
-    assert!(matches!(msgs.last(), Some(ServerMsg::Diff(d)) if d.joined.len() == 1), "{msgs:?}");
+    assert!(
+        matches!(msgs.last(), Some(ServerMsg::Diff(d)) if d.joined.len() == 1),
+        "{msgs:?}"
+    );
 
     // Closed without 1000, back 2.9 s later: nothing at all for the others.
     drop(tab);
@@ -71,7 +80,10 @@ async fn the_default_grace_window_hides_a_reload_and_then_lets_go() {
     assert!(drain(&seen).await.is_empty());
     tokio::time::sleep(Duration::from_millis(20)).await;
     let msgs = drain(&seen).await;
-    assert!(matches!(&msgs[..], [ServerMsg::Diff(d)] if d.left.len() == 1), "{msgs:?}");
+    assert!(
+        matches!(&msgs[..], [ServerMsg::Diff(d)] if d.left.len() == 1),
+        "{msgs:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -83,7 +95,10 @@ async fn leave_now_skips_the_grace_window() {
     tab.set_leave(Leave::Now);
     drop(tab);
     let msgs = drain(&seen).await;
-    assert!(matches!(&msgs[..], [ServerMsg::Diff(d)] if d.left.len() == 1), "{msgs:?}");
+    assert!(
+        matches!(&msgs[..], [ServerMsg::Diff(d)] if d.left.len() == 1),
+        "{msgs:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,7 +116,9 @@ async fn a_storm_goes_out_as_ten_broadcasts_then_one_per_interval() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let merged = drain(&seen).await;
     assert_eq!(merged.len(), 1, "one merged broadcast per interval");
-    let ServerMsg::Diff(d) = &merged[0] else { panic!("{merged:?}") };
+    let ServerMsg::Diff(d) = &merged[0] else {
+        panic!("{merged:?}")
+    };
     assert_eq!(d.joined.len(), 90);
     // A quiet interval later, a change goes out at once again.
     tokio::time::sleep(Duration::from_millis(300)).await;

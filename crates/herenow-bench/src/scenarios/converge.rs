@@ -29,6 +29,10 @@ pub struct ConvergeArgs {
     /// The server's GRACE_MS, passed to it and used to bound the wait.
     #[arg(long, default_value_t = 3000)]
     pub grace_ms: u64,
+    /// Leave Redis `MONITOR` off (no split between the commands an instance sends and
+    /// the ones its scripts run; measures what the monitor itself costs).
+    #[arg(long)]
+    pub no_monitor: bool,
     /// Give up on one join or leave after this long.
     #[arg(long, default_value_t = 10_000)]
     pub step_timeout_ms: u64,
@@ -41,6 +45,7 @@ pub async fn run(c: &Common, a: &ConvergeArgs) -> Result<Outcome> {
     let params = json!({
         "rooms": a.rooms, "clients_per_room": a.clients, "instances": a.instances,
         "redis": a.redis, "proto": a.proto, "grace_leaves": a.grace_leaves, "grace_ms": a.grace_ms,
+        "redis_monitor": !a.no_monitor,
     });
     let mut o = Outcome::new("converge", params);
     let mut launch = c.launch.clone();
@@ -61,7 +66,7 @@ pub async fn run(c: &Common, a: &ConvergeArgs) -> Result<Outcome> {
     let mut last_join_bytes = Vec::new();
     let mut failed = 0usize;
     let mut consecutive = 0usize;
-    let redis_join = RedisWatch::start(&cluster, true).await?;
+    let redis_join = RedisWatch::start(&cluster, !a.no_monitor).await?;
     let phase = Instant::now();
     'joins: for k in 0..a.clients {
         for r in 0..a.rooms {
@@ -204,7 +209,7 @@ pub async fn run(c: &Common, a: &ConvergeArgs) -> Result<Outcome> {
     o.set("leave_with_grace_ms", Dist::from_ms(&grace_ms));
 
     // ---- clean leaves (close 1000), one after another, round-robin over rooms --------
-    let redis_leave = RedisWatch::start(&cluster, true).await?;
+    let redis_leave = RedisWatch::start(&cluster, !a.no_monitor).await?;
     let mut leave_ms = Vec::new();
     let mut leave_failed = 0;
     let mut leaves = 0u64;

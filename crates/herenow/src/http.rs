@@ -25,9 +25,11 @@ use crate::protocol::RoomId;
 use crate::session::{self, SessionSettings};
 use crate::store::{self, PresenceStore};
 
-/// The WebSocket layer's read chunk: small, so an idle socket costs little (axum's
-/// default is 128 KiB per socket).
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The WebSocket layer's read buffer, which every socket keeps for its whole life: small,
+/// so an idle socket costs little (axum's default is 128 KiB). Client frames are mostly a
+/// hello, pings and small states; a larger frame (up to `MAX_FRAME_BYTES`) grows the
+/// buffer as it arrives, in reads of this size.
+pub const READ_BUFFER_BYTES: usize = 512;
 /// Bytes buffered by the WebSocket layer before a write goes to the socket.
 pub const WRITE_BUFFER_BYTES: usize = 0;
 

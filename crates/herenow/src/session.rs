@@ -107,33 +107,41 @@ pub async fn run(socket: WebSocket, hub: Arc<Hub>, room: RoomId, settings: Arc<S
         () = &mut writer => Exit::Gone(Leave::Grace),
         exit = reader.read(&mut stream) => exit,
     };
+    // The paths below run once per socket: boxed, they cost nothing while it idles.
     let leave = match exit {
         Exit::Gone(leave) => leave,
         Exit::Close(code, reason, leave, why) => {
             reader.metrics.closed(why);
             outbox.close(code, reason);
-            // The closing handshake: send our close, then read (and discard) until the
-            // client's. Dropping a socket with unread input resets it, and the client
-            // would see 1006 instead of our code.
-            let drain = async {
-                while let Some(Ok(frame)) = stream.next().await {
-                    if matches!(frame, Message::Close(_)) {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { tokio::join!(&mut writer, drain) })
-                .await;
+            Box::pin(closing_handshake(writer, stream)).await;
             leave
         }
     };
     tracing::debug!(?leave, "socket closed");
-    reader.finish(leave).await;
+    Box::pin(reader.finish(leave)).await;
+}
+
+/// Send our close (queued in the outbox), then read and discard until the client's.
+/// Dropping a socket with unread input resets it, and the client would see 1006 instead
+/// of our code.
+async fn closing_handshake(
+    writer: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    mut stream: SplitStream<WebSocket>,
+) {
+    let drain = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { tokio::join!(writer, drain) }).await;
 }
 
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, ping: Duration) {
     let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
     loop {
+        // The writes are boxed: an idle socket's task holds only the two waits.
         tokio::select! {
             next = outbox.next() => match next {
                 Next::Frames(frames) => {
@@ -143,19 +151,20 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, pi
                         }
                         sink.flush().await
                     };
-                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, send).await, Ok(Ok(()))) {
+                    if !matches!(Box::pin(tokio::time::timeout(WRITE_TIMEOUT, send)).await, Ok(Ok(()))) {
                         return;
                     }
                 }
                 Next::Close(code, reason) => {
                     let frame = CloseFrame { code, reason: Utf8Bytes::from(reason.into_owned()) };
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+                    let close = sink.send(Message::Close(Some(frame)));
+                    let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, close)).await;
                     return;
                 }
             },
             _ = pings.tick() => {
                 let ping = sink.send(Message::Ping(Default::default()));
-                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
+                if !matches!(Box::pin(tokio::time::timeout(WRITE_TIMEOUT, ping)).await, Ok(Ok(()))) {
                     return;
                 }
             }
@@ -205,7 +214,9 @@ impl Reader {
                             if text.len() > self.settings.max_frame_bytes {
                                 return too_big();
                             }
-                            if let Some(exit) = self.on_text(&text).await {
+                            // Boxed: a socket's task stays small while it waits for
+                            // frames; the handling of one lives only as long as it runs.
+                            if let Some(exit) = Box::pin(self.on_text(&text)).await {
                                 return exit;
                             }
                         }
@@ -236,7 +247,7 @@ impl Reader {
                 }
                 () = sleep_until(typing_at.unwrap_or(deadline)), if typing_at.is_some() => {
                     self.typing_until = None;
-                    self.send_typing(false).await;
+                    Box::pin(self.send_typing(false)).await;
                 }
             }
         }

@@ -493,16 +493,19 @@ impl Inner {
                     }
                 }
             }
+            // The connection's id, when the tick's own round trip brought it along.
+            let mut probed = None;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep_until(next_tick) => {
                     next_tick = Instant::now() + self.opts.reap;
-                    if let Err(err) = self.tick(&mut reaped).await {
-                        tracing::debug!(%err, "lease renewal failed; probing redis");
+                    match self.tick(&mut reaped).await {
+                        Ok(id) => probed = id,
+                        Err(err) => tracing::debug!(%err, "lease renewal failed; probing redis"),
                     }
                 }
             }
-            if let Err(err) = self.check().await {
+            if let Err(err) = self.check(probed).await {
                 self.set_down(&err);
             }
         }
@@ -633,11 +636,15 @@ impl Inner {
 
     /// Is the link still what we think it is? A failed probe means down; a reported
     /// disconnection or a new client id means the subscriptions are gone: recover.
-    async fn check(&self) -> Result<(), RedisError> {
+    /// `probed` is the connection's id if it was just read, which saves a round trip.
+    async fn check(&self, probed: Option<i64>) -> Result<(), RedisError> {
         let Some(mut conn) = self.current() else {
             return Ok(());
         };
-        let id = within(probe(&mut conn)).await?;
+        let id = match probed {
+            Some(id) => Some(id),
+            None => within(probe(&mut conn)).await?,
+        };
         let replaced = {
             let link = lock(&self.link);
             link.client_id.is_some() && id != link.client_id
@@ -652,14 +659,14 @@ impl Inner {
     }
 
     /// Renew the lease; reap the instances whose lease ran out in every held room that
-    /// was not reaped for them yet.
+    /// was not reaped for them yet. The connection's id, if the renewal read it.
     async fn tick(
         &self,
         reaped: &mut HashSet<(InstanceId, u64, RoomId)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let mut conn = self.conn().await?;
         let sent = Instant::now();
-        let dead = self.call(self.renew_lease(&mut conn)).await?;
+        let (dead, client_id) = self.call(self.renew_lease(&mut conn)).await?;
         let lapsed = {
             let mut link = lock(&self.link);
             let lapsed = sent.duration_since(link.renewed_at) >= self.opts.lease;
@@ -672,11 +679,11 @@ impl Inner {
             // a reconnect, so the hub writes them again.
             tracing::warn!("lease renewal was late by a whole lease: re-registering");
             self.lost.store(true, Ordering::SeqCst);
-            return Ok(());
+            return Ok(client_id);
         }
         reaped.retain(|(inst, exp, _)| dead.iter().any(|(i, e)| i == inst && e == exp));
         if dead.is_empty() || self.settling() {
-            return Ok(());
+            return Ok(client_id);
         }
         let mut rooms: HashSet<RoomId> = lock(&self.held).clone();
         rooms.extend(lock(&self.watched).iter().cloned());
@@ -688,7 +695,7 @@ impl Inner {
             })
             .collect();
         if todo.is_empty() {
-            return Ok(());
+            return Ok(client_id);
         }
         let results = self.touch(&mut conn, &todo, &dead, self.idle_ms()).await?;
         for (room, result) in todo.into_iter().zip(results) {
@@ -701,21 +708,34 @@ impl Inner {
                 }
             }
         }
-        Ok(())
+        Ok(client_id)
     }
 
-    /// Renew this instance's lease; the expired leases of others, with their expiry.
-    async fn renew_lease(&self, conn: &mut Conn) -> Result<Vec<(InstanceId, u64)>, RedisError> {
+    /// Renew this instance's lease; the expired leases of others, with their expiry, and
+    /// on a single node the connection's id (a new one means a silent reconnect), read
+    /// in the same round trip.
+    async fn renew_lease(
+        &self,
+        conn: &mut Conn,
+    ) -> Result<(Vec<(InstanceId, u64)>, Option<i64>), RedisError> {
         let lease = self.opts.lease.as_millis() as u64;
-        let values: Vec<Value> = self
-            .scripts
-            .lease
-            .key(self.keys.leases())
+        let mut inv = self.scripts.lease.prepare_invoke();
+        inv.key(self.keys.leases())
             .arg(&*self.instance)
             .arg(lease)
-            .arg(self.idle_ms())
-            .invoke_async(conn)
-            .await?;
+            .arg(self.idle_ms());
+        let (values, client_id): (Vec<Value>, Option<i64>) = match conn {
+            Conn::Single(c) => {
+                // SCRIPT LOAD first, so a Redis that restarted empty still knows it.
+                let mut pipe = redis::pipe();
+                pipe.load_script(&self.scripts.lease).ignore();
+                pipe.cmd("CLIENT").arg("ID");
+                pipe.invoke_script(&inv);
+                let (id, values): (i64, Vec<Value>) = pipe.query_async(c).await?;
+                (values, Some(id))
+            }
+            Conn::Cluster(c) => (inv.invoke_async(c).await?, None),
+        };
         let mut dead = Vec::new();
         for pair in values.get(1..).unwrap_or_default().chunks(2) {
             if let [inst, expiry] = pair {
@@ -726,7 +746,7 @@ impl Inner {
                 }
             }
         }
-        Ok(dead)
+        Ok((dead, client_id))
     }
 
     // ---- room scripts ----------------------------------------------------------------

@@ -3,20 +3,14 @@
 //! changed. Scenarios compare those stamps with the moment they acted.
 
 use crate::wire::{self, Roster, SetKey};
+use crate::ws::{self, op, Next};
 use anyhow::{Context, Result};
-use futures_util::{SinkExt, StreamExt};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, Notify, Semaphore};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
 
 /// Loopback source addresses client sockets are spread over, so that one address's
 /// ephemeral port range never limits the connection count.
@@ -88,45 +82,6 @@ pub struct Client {
     tx: mpsc::UnboundedSender<Cmd>,
 }
 
-/// A TCP stream that counts the bytes it reads: what the server really sent.
-struct Counted {
-    inner: TcpStream,
-    rx: Arc<AtomicU64>,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let me = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            me.rx
-                .fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
 /// Where and how to connect one client.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -140,13 +95,6 @@ pub struct Spec {
     pub source: IpAddr,
 }
 
-fn ws_config() -> WebSocketConfig {
-    // Small buffers: the bench holds up to 20,000 sockets in one process.
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-}
-
 impl Client {
     /// Opens the WebSocket (no hello yet) and starts its reader task.
     pub async fn connect(spec: Spec, signal: Arc<Signal>) -> Result<Client> {
@@ -158,13 +106,9 @@ impl Client {
             .with_context(|| format!("TCP connect from {}", spec.source))?;
         stream.set_nodelay(true)?;
         let wire_rx = Arc::new(AtomicU64::new(0));
-        let stream = Counted {
-            inner: stream,
-            rx: wire_rx.clone(),
-        };
-        let url = format!("ws://{}/server/ws/{}", spec.server, spec.room_name);
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config()))
+        let path = format!("/server/ws/{}", spec.room_name);
+        let (reader, writer) =
+            ws::handshake(stream, &spec.server.to_string(), &path, wire_rx.clone())
                 .await
                 .context("WebSocket handshake")?;
         let state = Arc::new(Mutex::new(ClientState {
@@ -172,7 +116,7 @@ impl Client {
             ..ClientState::default()
         }));
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(ws, rx, state.clone(), signal));
+        tokio::spawn(run(reader, writer, rx, state.clone(), signal));
         Ok(Client {
             id: spec.id,
             room: spec.room,
@@ -216,58 +160,89 @@ impl Client {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<Counted>;
-
 /// How long a client waits for the server's close after sending its own.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// One client's task: handles every complete frame read so far, then waits for more
+/// bytes or a command. Frames are stamped when they are handled, right after they are
+/// read.
 async fn run(
-    mut ws: Ws,
+    mut reader: ws::Reader,
+    mut writer: ws::Writer,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     state: Arc<Mutex<ClientState>>,
     signal: Arc<Signal>,
 ) {
     let mut closing: Option<tokio::time::Instant> = None;
-    loop {
+    let server_ended = |state: &Mutex<ClientState>, closing: bool| {
+        if !closing {
+            state.lock().unwrap().closed_by_server = true;
+        }
+    };
+    'task: loop {
+        loop {
+            let next = match reader.next() {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(_) => {
+                    server_ended(&state, closing.is_some());
+                    break 'task;
+                }
+            };
+            match next {
+                Next::Message(op::TEXT) => {
+                    let sync = on_text(&state, reader.payload());
+                    signal.changes.fetch_add(1, Ordering::Relaxed);
+                    signal.notify.notify_waiters();
+                    if sync && writer.text(wire::SYNC).await.is_err() {
+                        break 'task;
+                    }
+                }
+                Next::Message(_) => {}
+                Next::Control(op::PING) => {
+                    state.lock().unwrap().pings += 1;
+                    let payload = reader.payload().to_vec();
+                    if writer.send(op::PONG, &payload).await.is_err() {
+                        break 'task;
+                    }
+                }
+                Next::Control(op::CLOSE) => {
+                    let code = ws::close_code(reader.payload());
+                    {
+                        let mut s = state.lock().unwrap();
+                        s.close_code = code;
+                        s.closed_by_server = closing.is_none();
+                    }
+                    if closing.is_none() {
+                        // Echo it, as the protocol asks, then go.
+                        let _ = writer.close(code.unwrap_or(1000)).await;
+                    }
+                    break 'task;
+                }
+                Next::Control(_) => {}
+            }
+        }
         let close_deadline =
             closing.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             cmd = rx.recv(), if closing.is_none() => match cmd {
                 Some(Cmd::Text(t)) => {
-                    if ws.send(Message::text(t)).await.is_err() {
+                    if writer.text(&t).await.is_err() {
                         break;
                     }
                 }
                 Some(Cmd::Close(code)) => {
-                    let frame = CloseFrame { code: CloseCode::from(code), reason: "".into() };
-                    let _ = ws.close(Some(frame)).await;
+                    let _ = writer.close(code).await;
                     closing = Some(tokio::time::Instant::now() + CLOSE_WAIT);
                 }
                 Some(Cmd::Abort) | None => break,
             },
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let sync = on_text(&state, t.as_str());
-                    signal.changes.fetch_add(1, Ordering::Relaxed);
-                    signal.notify.notify_waiters();
-                    if sync && ws.send(Message::text(wire::SYNC)).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_))) => state.lock().unwrap().pings += 1,
-                Some(Ok(Message::Close(frame))) => {
-                    let mut s = state.lock().unwrap();
-                    s.close_code = frame.map(|f| u16::from(f.code));
-                    s.closed_by_server = closing.is_none();
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
-                    if closing.is_none() {
-                        state.lock().unwrap().closed_by_server = true;
-                    }
+            n = reader.fill() => {
+                if !matches!(n, Ok(n) if n > 0) {
+                    server_ended(&state, closing.is_some());
                     break;
                 }
-            },
+            }
             _ = tokio::time::sleep_until(close_deadline), if closing.is_some() => break,
         }
     }
@@ -277,11 +252,15 @@ async fn run(
 }
 
 /// Folds one frame in; true when a `sync` must be sent.
-fn on_text(state: &Mutex<ClientState>, text: &str) -> bool {
+fn on_text(state: &Mutex<ClientState>, payload: &[u8]) -> bool {
     let now = Instant::now();
     let mut s = state.lock().unwrap();
     s.frames += 1;
-    s.bytes += text.len() as u64;
+    s.bytes += payload.len() as u64;
+    let Ok(text) = std::str::from_utf8(payload) else {
+        s.roster.anomalies.malformed += 1;
+        return false;
+    };
     let a = s.roster.apply_text(text);
     if a.snapshot {
         s.snapshots += 1;

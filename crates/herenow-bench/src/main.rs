@@ -21,6 +21,7 @@ mod suite;
 mod svg;
 mod sys;
 mod wire;
+mod ws;
 
 use clap::{Parser, Subcommand};
 use scenarios::{capacity, converge, fanout, faults, soak, storm, Common};

@@ -8,7 +8,6 @@
 //! size and hash are the same set, up to a 64-bit collision.
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 /// The first frame of a socket: join the room. Protocol 1 is sent exactly as the
@@ -29,45 +28,371 @@ pub fn state(seq: u64) -> String {
 /// Ask for a full snapshot (protocol 2).
 pub const SYNC: &str = r#"{"type":"sync"}"#;
 
-/// One server frame, every message type folded into one struct of optional fields so a
-/// frame is decoded in a single pass without copying ids.
-#[derive(Debug, Deserialize)]
+/// One server frame, every message type folded into one struct of optional fields.
+///
+/// Frames are read by a scanner of our own rather than serde: a joiner's snapshot in a
+/// 10,000-member room is ~700 KB and a fill moves gigabytes of them, so a frame is
+/// checked for well-formed JSON in one pass that decodes only what the bench uses (type,
+/// versions, counts, error code) and keeps the lists as text. The lists are walked again
+/// only as far as needed: ids for the set hash, users only until the watched one.
+#[derive(Debug, Default)]
 pub struct Frame<'a> {
-    #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
-    #[serde(borrow)]
-    pub members: Option<Vec<Id<'a>>>,
+    /// Arrays of ids (`members`, `left`).
+    pub members: Option<List<'a>>,
+    pub left: Option<List<'a>>,
     pub count: Option<u64>,
     pub version: Option<u64>,
     pub prev: Option<u64>,
-    #[serde(borrow)]
-    pub users: Option<Vec<User<'a>>>,
-    #[serde(borrow)]
-    pub joined: Option<Vec<User<'a>>>,
-    #[serde(borrow)]
-    pub left: Option<Vec<Id<'a>>>,
-    #[serde(borrow)]
-    pub updated: Option<Vec<User<'a>>>,
-    #[serde(borrow)]
+    /// Arrays of user objects (`users`, `joined`, `updated`).
+    pub users: Option<List<'a>>,
+    pub joined: Option<List<'a>>,
+    pub updated: Option<List<'a>>,
     pub code: Option<Cow<'a, str>>,
 }
 
-/// A presence id, borrowed from the frame when it has no escapes.
-#[derive(Debug, Deserialize)]
-pub struct Id<'a>(#[serde(borrow)] pub Cow<'a, str>);
+/// A JSON array from a frame, already checked: of strings (ids) or of objects that each
+/// have a string `id` (users).
+#[derive(Debug, Clone, Copy)]
+pub struct List<'a>(&'a str);
 
 /// The parts of a protocol-2 user the bench looks at.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct User<'a> {
-    #[serde(borrow)]
     pub id: Cow<'a, str>,
-    #[serde(borrow)]
-    pub state: Option<&'a RawValue>,
+    /// The `state` value as JSON text.
+    pub state: Option<&'a str>,
 }
 
+/// A frame that is not the JSON (or not the shape) the protocol describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadFrame;
+
 impl<'a> Frame<'a> {
-    pub fn parse(text: &'a str) -> Result<Frame<'a>, serde_json::Error> {
-        serde_json::from_str(text)
+    pub fn parse(text: &'a str) -> Result<Frame<'a>, BadFrame> {
+        let mut sc = Scan::new(text);
+        let mut f = Frame::default();
+        let mut kind = None;
+        sc.object(|sc, key| {
+            match key.as_ref() {
+                "type" => kind = Some(sc.string()?),
+                "members" => f.members = sc.nullable(Scan::id_list)?,
+                "left" => f.left = sc.nullable(Scan::id_list)?,
+                "users" => f.users = sc.nullable(Scan::user_list)?,
+                "joined" => f.joined = sc.nullable(Scan::user_list)?,
+                "updated" => f.updated = sc.nullable(Scan::user_list)?,
+                "count" => f.count = sc.nullable(Scan::u64)?,
+                "version" => f.version = sc.nullable(Scan::u64)?,
+                "prev" => f.prev = sc.nullable(Scan::u64)?,
+                "code" => f.code = sc.nullable(Scan::string)?,
+                _ => sc.skip()?,
+            }
+            Ok(())
+        })?;
+        sc.end()?;
+        f.kind = kind.ok_or(BadFrame)?;
+        Ok(f)
+    }
+}
+
+impl<'a> List<'a> {
+    /// The ids of an id list.
+    pub fn ids(self) -> impl Iterator<Item = Cow<'a, str>> {
+        let mut sc = Scan::new(self.0);
+        let mut first = sc.eat(b'[').is_ok();
+        std::iter::from_fn(move || {
+            if !sc.next_item(&mut first).ok()? {
+                return None;
+            }
+            sc.string().ok()
+        })
+    }
+
+    /// The users of a user list, in order.
+    pub fn users(self) -> impl Iterator<Item = User<'a>> {
+        let mut sc = Scan::new(self.0);
+        let mut first = sc.eat(b'[').is_ok();
+        std::iter::from_fn(move || {
+            if !sc.next_item(&mut first).ok()? {
+                return None;
+            }
+            sc.user().ok()
+        })
+    }
+}
+
+/// A cursor over JSON text that checks the grammar (RFC 8259) as it skips, decoding only
+/// on request. Errors carry no detail: the bench only counts malformed frames.
+struct Scan<'a> {
+    s: &'a str,
+    i: usize,
+    depth: u32,
+}
+
+type Scanned<T> = Result<T, BadFrame>;
+
+/// Nesting deeper than this is refused rather than recursed into.
+const MAX_DEPTH: u32 = 128;
+
+impl<'a> Scan<'a> {
+    fn new(s: &'a str) -> Scan<'a> {
+        Scan { s, i: 0, depth: 0 }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        let b = self.s.as_bytes();
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(self.i) {
+            self.i += 1;
+        }
+        b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Scanned<()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(BadFrame)
+        }
+    }
+
+    fn end(&mut self) -> Scanned<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(BadFrame),
+        }
+    }
+
+    /// A string; borrowed unless it has escapes.
+    fn string(&mut self) -> Scanned<Cow<'a, str>> {
+        let (start, escaped) = self.string_span()?;
+        if !escaped {
+            return Ok(Cow::Borrowed(&self.s[start + 1..self.i - 1]));
+        }
+        serde_json::from_str::<String>(&self.s[start..self.i])
+            .map(Cow::Owned)
+            .map_err(|_| BadFrame)
+    }
+
+    /// Skips a string: its start (the quote) and whether it has escapes.
+    fn string_span(&mut self) -> Scanned<(usize, bool)> {
+        self.eat(b'"')?;
+        let start = self.i - 1;
+        let b = self.s.as_bytes();
+        let mut escaped = false;
+        loop {
+            // Plain bytes in one tight loop; only quotes, escapes and controls stop it.
+            let plain = b[self.i..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .ok_or(BadFrame)?;
+            self.i += plain;
+            match b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok((start, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    match b.get(self.i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 2,
+                        Some(b'u') => {
+                            let hex = b.get(self.i + 2..self.i + 6).ok_or(BadFrame)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(BadFrame);
+                            }
+                            self.i += 6;
+                        }
+                        _ => return Err(BadFrame),
+                    }
+                }
+                _ => return Err(BadFrame),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Scanned<&'a str> {
+        self.peek();
+        let b = self.s.as_bytes();
+        let start = self.i;
+        if b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        let digits = |sc: &mut Scan, b: &[u8]| {
+            let from = sc.i;
+            while b.get(sc.i).is_some_and(u8::is_ascii_digit) {
+                sc.i += 1;
+            }
+            sc.i > from
+        };
+        match b.get(self.i) {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                digits(self, b);
+            }
+            _ => return Err(BadFrame),
+        }
+        if b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if !digits(self, b) {
+                return Err(BadFrame);
+            }
+        }
+        if matches!(b.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if !digits(self, b) {
+                return Err(BadFrame);
+            }
+        }
+        Ok(&self.s[start..self.i])
+    }
+
+    fn u64(&mut self) -> Scanned<u64> {
+        self.number()?.parse().map_err(|_| BadFrame)
+    }
+
+    fn literal(&mut self, word: &str) -> Scanned<()> {
+        self.peek();
+        if self.s[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(BadFrame)
+        }
+    }
+
+    /// `null` as `None`, else the value read by `f`.
+    fn nullable<T>(&mut self, f: impl FnOnce(&mut Self) -> Scanned<T>) -> Scanned<Option<T>> {
+        if self.peek() == Some(b'n') {
+            self.literal("null")?;
+            return Ok(None);
+        }
+        f(self).map(Some)
+    }
+
+    /// Skips any value, checking it.
+    fn skip(&mut self) -> Scanned<()> {
+        match self.peek().ok_or(BadFrame)? {
+            b'"' => self.string_span().map(drop),
+            b'{' => self.object(|sc, _| sc.skip()),
+            b'[' => self.array(Scan::skip),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            _ => self.number().map(drop),
+        }
+    }
+
+    /// Skips a value; its text.
+    fn raw(&mut self) -> Scanned<&'a str> {
+        self.peek();
+        let start = self.i;
+        self.skip()?;
+        Ok(&self.s[start..self.i])
+    }
+
+    fn nest(&mut self) -> Scanned<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(BadFrame);
+        }
+        Ok(())
+    }
+
+    /// An object: `f` is called with each key and must consume its value.
+    fn object(&mut self, mut f: impl FnMut(&mut Self, Cow<'a, str>) -> Scanned<()>) -> Scanned<()> {
+        self.eat(b'{')?;
+        self.nest()?;
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+        } else {
+            loop {
+                let key = self.string()?;
+                self.eat(b':')?;
+                f(self, key)?;
+                match self.peek() {
+                    Some(b',') => self.i += 1,
+                    Some(b'}') => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return Err(BadFrame),
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// An array: `f` is called for each element and must consume it.
+    fn array(&mut self, mut f: impl FnMut(&mut Self) -> Scanned<()>) -> Scanned<()> {
+        self.eat(b'[')?;
+        self.nest()?;
+        let mut first = true;
+        while self.next_item(&mut first)? {
+            f(self)?;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// Inside an array (after its `[`): true when an element follows, false after the
+    /// closing `]`.
+    fn next_item(&mut self, first: &mut bool) -> Scanned<bool> {
+        if *first {
+            *first = false;
+            if self.peek() == Some(b']') {
+                self.i += 1;
+                return Ok(false);
+            }
+            return Ok(true);
+        }
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(b']') => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(BadFrame),
+        }
+    }
+
+    fn id_list(&mut self) -> Scanned<List<'a>> {
+        self.peek();
+        let start = self.i;
+        self.array(|sc| sc.string_span().map(drop))?;
+        Ok(List(&self.s[start..self.i]))
+    }
+
+    fn user_list(&mut self) -> Scanned<List<'a>> {
+        self.peek();
+        let start = self.i;
+        self.array(|sc| sc.user().map(drop))?;
+        Ok(List(&self.s[start..self.i]))
+    }
+
+    /// A user object: its `id` (required, a string) and `state` (as text).
+    fn user(&mut self) -> Scanned<User<'a>> {
+        let mut id = None;
+        let mut state = None;
+        self.object(|sc, key| {
+            match key.as_ref() {
+                "id" => id = Some(sc.string()?),
+                "state" => state = Some(sc.raw()?),
+                _ => sc.skip()?,
+            }
+            Ok(())
+        })?;
+        Ok(User {
+            id: id.ok_or(BadFrame)?,
+            state,
+        })
     }
 }
 
@@ -96,6 +421,14 @@ impl SetKey {
         let mut k = SetKey::default();
         for id in ids {
             k.add(id);
+        }
+        k
+    }
+    /// The same from owned-or-borrowed ids, as frames give them.
+    pub fn of_ids<'s>(ids: impl IntoIterator<Item = Cow<'s, str>>) -> SetKey {
+        let mut k = SetKey::default();
+        for id in ids {
+            k.add(&id);
         }
         k
     }
@@ -185,8 +518,8 @@ impl Roster {
         match f.kind.as_ref() {
             "presence" => {
                 let set = match (&f.members, &f.users) {
-                    (Some(m), _) => SetKey::of(m.iter().map(|i| i.0.as_ref())),
-                    (None, Some(u)) => SetKey::of(u.iter().map(|u| u.id.as_ref())),
+                    (Some(m), _) => SetKey::of_ids(m.ids()),
+                    (None, Some(u)) => SetKey::of_ids(u.users().map(|u| u.id)),
                     (None, None) => {
                         self.anomalies.malformed += 1;
                         return out;
@@ -205,7 +538,7 @@ impl Roster {
                 self.version = version;
                 self.have = true;
                 self.awaiting_sync = false;
-                if let Some(users) = &f.users {
+                if let Some(users) = f.users {
                     out.watch_changed = self.watch_users(users);
                 }
             }
@@ -231,19 +564,19 @@ impl Roster {
                     return out;
                 }
                 let before = self.set;
-                for id in f.left.iter().flatten() {
-                    self.set.remove(&id.0);
+                for id in f.left.iter().flat_map(|l| l.ids()) {
+                    self.set.remove(&id);
                 }
-                for u in f.joined.iter().flatten() {
+                for u in f.joined.iter().flat_map(|l| l.users()) {
                     self.set.add(&u.id);
                 }
                 self.version = version;
                 out.set_changed = self.set != before;
                 let mut w = false;
-                if let Some(j) = &f.joined {
+                if let Some(j) = f.joined {
                     w |= self.watch_users(j);
                 }
-                if let Some(u) = &f.updated {
+                if let Some(u) = f.updated {
                     w |= self.watch_users(u);
                 }
                 out.watch_changed = w;
@@ -263,11 +596,11 @@ impl Roster {
     }
 
     /// Follows the watched member's `state.seq`; true when it changed.
-    fn watch_users(&mut self, users: &[User]) -> bool {
+    fn watch_users(&mut self, users: List) -> bool {
         let Some(watch) = self.watch.as_deref() else {
             return false;
         };
-        let Some(user) = users.iter().find(|u| u.id == watch) else {
+        let Some(user) = users.users().find(|u| u.id == watch) else {
             return false;
         };
         let seq = user.state.and_then(|raw| {
@@ -275,7 +608,7 @@ impl Roster {
             struct Seq {
                 seq: Option<u64>,
             }
-            serde_json::from_str::<Seq>(raw.get()).ok()?.seq
+            serde_json::from_str::<Seq>(raw).ok()?.seq
         });
         let changed = seq != self.watch_seq;
         self.watch_seq = seq;
@@ -326,7 +659,7 @@ mod tests {
             "v2/server.pong.json",
         ] {
             let text = fixture(p);
-            let f = Frame::parse(&text).unwrap_or_else(|e| panic!("{p}: {e}"));
+            let f = Frame::parse(&text).unwrap_or_else(|e| panic!("{p}: {e:?}"));
             assert!(!f.kind.is_empty(), "{p}");
         }
     }
@@ -401,6 +734,117 @@ mod tests {
         r.apply_text("not json");
         assert_eq!(r.anomalies.off_protocol, 1);
         assert_eq!(r.anomalies.malformed, 2);
+    }
+
+    /// What the scanner read, in serde_json's terms, for comparing the two.
+    fn scanned(text: &str) -> serde_json::Value {
+        let f = Frame::parse(text).unwrap_or_else(|_| panic!("scanner refused {text}"));
+        let ids = |l: Option<List>| l.map(|l| l.ids().map(|i| i.into_owned()).collect::<Vec<_>>());
+        let users = |l: Option<List>| {
+            l.map(|l| {
+                l.users()
+                    .map(|u| {
+                        let state: Option<serde_json::Value> =
+                            u.state.map(|s| serde_json::from_str(s).unwrap());
+                        serde_json::json!({"id": u.id, "state": state})
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        serde_json::json!({
+            "type": f.kind, "count": f.count, "version": f.version, "prev": f.prev,
+            "code": f.code, "members": ids(f.members), "left": ids(f.left),
+            "users": users(f.users), "joined": users(f.joined), "updated": users(f.updated),
+        })
+    }
+
+    /// The same fields read by serde_json.
+    fn reference(text: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let users = |k: &str| {
+            v.get(k).and_then(|a| a.as_array()).map(|a| {
+                a.iter()
+                    .map(|u| serde_json::json!({"id": u["id"], "state": u.get("state")}))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let field = |k: &str| v.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        serde_json::json!({
+            "type": field("type"), "count": field("count"), "version": field("version"),
+            "prev": field("prev"), "code": field("code"), "members": field("members"),
+            "left": field("left"), "users": users("users"), "joined": users("joined"),
+            "updated": users("updated"),
+        })
+    }
+
+    #[test]
+    fn the_scanner_reads_what_serde_reads() {
+        let mut frames: Vec<String> = [
+            "v1/server.presence.json",
+            "v1/server.error.json",
+            "v2/server.presence.json",
+            "v2/server.diff.json",
+            "v2/server.error.json",
+            "v2/server.event.json",
+            "v2/server.event.typing.json",
+            "v2/server.pong.json",
+        ]
+        .iter()
+        .map(|p| fixture(p))
+        .collect();
+        frames.extend(
+            [
+                // Whitespace anywhere JSON allows it, escapes, nested and odd values.
+                " {\n \"type\" : \"presence\" ,\"count\":2, \"members\" : [ \"a\\u0062\" , \"c\\\"d\" ],\r\n\t\"version\":0 } ",
+                r#"{"type":"diff","prev":1,"version":2,"joined":[{"tabs":1,"id":"x","state":{"seq":3,"deep":[[{"a":null}],true,false,-1.5e-3]}}],"left":[],"updated":[{"id":"\u00e9t\u00e9"}]}"#,
+                r#"{"type":"presence","members":[],"users":[],"version":7,"self":"a","extra":{"n":[1,2,{"x":"}"}]}}"#,
+                r#"{"type":"error","code":null,"message":"bad \"thing\" \\ here"}"#,
+                r#"{"type":"presence","members":null,"count":0,"roomId":"r","version":0,"users":[{"id":"u","state":"str"}]}"#,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        for text in &frames {
+            assert_eq!(scanned(text), reference(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_scanner_refuses_what_is_not_a_frame() {
+        let deep = format!(
+            "{{\"type\":\"x\",\"a\":{}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for bad in [
+            "",
+            "[1]",
+            r#"{"type":"presence",}"#,
+            r#"{"type":"presence"} x"#,
+            r#"{"type":"presence" "members":[]}"#,
+            r#"{"members":[]}"#,
+            r#"{"type":"x","a":01}"#,
+            r#"{"type":"x","a":1.}"#,
+            r#"{"type":"x","a":-}"#,
+            r#"{"type":"x","a":tru}"#,
+            "{\"type\":\"x\",\"a\":\"\u{1}\"}",
+            r#"{"type":"x","a":"\q"}"#,
+            r#"{"type":"x","a":"\u12g4"}"#,
+            r#"{"type":"x","a":"open}"#,
+            r#"{"type":"x","a":[1,]}"#,
+            r#"{"type":"x","a":[1 2]}"#,
+            r#"{"type":7}"#,
+            // The shapes the protocol promises.
+            r#"{"type":"presence","members":[1]}"#,
+            r#"{"type":"presence","members":{}}"#,
+            r#"{"type":"presence","users":[{"name":"no id"}]}"#,
+            r#"{"type":"diff","joined":["a"]}"#,
+            r#"{"type":"diff","version":-1}"#,
+            r#"{"type":"diff","version":1.5}"#,
+            deep.as_str(),
+        ] {
+            assert!(Frame::parse(bad).is_err(), "accepted {bad:?}");
+        }
     }
 
     #[test]

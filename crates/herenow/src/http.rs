@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -24,14 +23,7 @@ use crate::metrics::Metrics;
 use crate::protocol::RoomId;
 use crate::session::{self, SessionSettings};
 use crate::store::{self, PresenceStore};
-
-/// The WebSocket layer's read buffer, which every socket keeps for its whole life: small,
-/// so an idle socket costs little (axum's default is 128 KiB). Client frames are mostly a
-/// hello, pings and small states; a larger frame (up to `MAX_FRAME_BYTES`) grows the
-/// buffer as it arrives, in reads of this size.
-pub const READ_BUFFER_BYTES: usize = 512;
-/// Bytes buffered by the WebSocket layer before a write goes to the socket.
-pub const WRITE_BUFFER_BYTES: usize = 0;
+use crate::ws;
 
 #[derive(Clone)]
 struct App {
@@ -120,35 +112,38 @@ fn router(app: App, static_dir: Option<PathBuf>) -> Router {
     }
 }
 
-async fn ws_lobby(State(app): State<App>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade_in(app, RoomId::parse_or_lobby(""), upgrade)
+async fn ws_lobby(State(app): State<App>, req: Request) -> Response {
+    upgrade_in(app, RoomId::parse_or_lobby(""), req)
 }
 
-async fn ws_room(
-    State(app): State<App>,
-    Path(room): Path<String>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    upgrade_in(app, RoomId::parse_or_lobby(&room), upgrade)
+async fn ws_room(State(app): State<App>, Path(room): Path<String>, req: Request) -> Response {
+    upgrade_in(app, RoomId::parse_or_lobby(&room), req)
 }
 
-fn upgrade_in(app: App, room: RoomId, upgrade: WebSocketUpgrade) -> Response {
+fn upgrade_in(app: App, room: RoomId, mut req: Request) -> Response {
     if app.hub.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
+    let (switching, on_upgrade) = match ws::accept(&mut req) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal.into_response(),
+    };
     // The WebSocket layer's own hard limit sits above ours, so an oversized frame still
     // reaches the session and gets a clean 1009.
-    let hard_limit = app.max_frame_bytes * 4;
-    upgrade
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(app.session.outbox_bytes.max(64 * 1024) * 2)
-        .max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| {
-            let span = tracing::info_span!("socket", room = %room, id = tracing::field::Empty);
-            session::run(socket, app.hub, room, app.session).instrument(span)
-        })
+    let config = ws::config(
+        app.max_frame_bytes * 4,
+        app.session.outbox_bytes.max(64 * 1024) * 2,
+    );
+    let span = tracing::info_span!("socket", room = %room, id = tracing::field::Empty);
+    tokio::spawn(
+        async move {
+            if let Some(socket) = ws::upgraded(on_upgrade, config).await {
+                session::run(socket, app.hub, room, app.session).await;
+            }
+        }
+        .instrument(span),
+    );
+    switching
 }
 
 async fn readyz(State(app): State<App>) -> Response {

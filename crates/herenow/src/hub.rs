@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+
+use crate::ws::Text;
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -105,9 +107,10 @@ impl Local {
 #[derive(Default)]
 struct Frames {
     version: u64,
-    v1: Option<Utf8Bytes>,
-    /// Protocol-2 snapshot without its closing brace: `self` is appended per socket.
-    v2_prefix: Option<String>,
+    v1: Option<Text>,
+    /// Protocol-2 snapshot without its closing brace, shared by every socket: each one's
+    /// `self` ending goes out after it, as the message's last fragment.
+    v2_prefix: Option<Bytes>,
 }
 
 struct Room {
@@ -620,7 +623,7 @@ impl Hub {
         self.metrics.broadcasts.fetch_add(1, Relaxed);
         let members_changed = !diff.joined.is_empty() || !diff.left.is_empty();
         let (prev, version) = (diff.prev, diff.version);
-        let mut diff_frame: Option<Utf8Bytes> = None;
+        let mut diff_frame: Option<Text> = None;
         let mut diff_msg = Some(ServerMsg::Diff(diff));
         let (mut frames, mut bytes) = (0u64, 0u64);
         let Room {
@@ -658,7 +661,7 @@ impl Hub {
 
     /// Queue an event for the room's protocol-2 sockets, but not `except`.
     fn deliver_event(&self, room: &Room, msg: &RoomEvent, except: Option<SocketId>) {
-        let mut frame: Option<Utf8Bytes> = None;
+        let mut frame: Option<Text> = None;
         let (mut frames, mut bytes) = (0u64, 0u64);
         for (socket, peer) in &room.peers {
             if Some(*socket) == except || peer.proto != Proto::V2 {
@@ -902,7 +905,7 @@ fn refresh_frames(cache: &mut Frames, roster: &Roster) {
     }
 }
 
-fn v1_frame(cache: &mut Frames, roster: &Roster) -> Utf8Bytes {
+fn v1_frame(cache: &mut Frames, roster: &Roster) -> Text {
     refresh_frames(cache, roster);
     cache
         .v1
@@ -910,23 +913,18 @@ fn v1_frame(cache: &mut Frames, roster: &Roster) -> Utf8Bytes {
         .clone()
 }
 
-fn v2_frame(cache: &mut Frames, roster: &Roster, self_id: &Id) -> Utf8Bytes {
+fn v2_frame(cache: &mut Frames, roster: &Roster, self_id: &Id) -> Text {
     refresh_frames(cache, roster);
     let prefix = cache.v2_prefix.get_or_insert_with(|| {
         let mut json = encode(&ServerMsg::Presence(roster.presence(true)));
         json.pop(); // the closing brace: `self` goes last
-        json
+        json.into()
     });
     let self_json = serde_json::to_string(&**self_id).expect("strings serialize");
-    let mut out = String::with_capacity(prefix.len() + self_json.len() + 9);
-    out.push_str(prefix);
-    out.push_str(",\"self\":");
-    out.push_str(&self_json);
-    out.push('}');
-    out.into()
+    Text::with_tail(prefix.clone(), format!(",\"self\":{self_json}}}"))
 }
 
-fn full_frame(cache: &mut Frames, roster: &Roster, peer: &Peer) -> Utf8Bytes {
+fn full_frame(cache: &mut Frames, roster: &Roster, peer: &Peer) -> Text {
     match peer.proto {
         Proto::V1 => v1_frame(cache, roster),
         Proto::V2 => v2_frame(cache, roster, &peer.id),

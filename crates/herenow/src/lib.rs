@@ -16,6 +16,7 @@
 //!   order and broadcasts them, serialised once and throttled per room.
 //! - [`session`]: one socket's lifetime, from hello to leave.
 //! - [`outbox`]: a socket's bounded outbound queue.
+//! - [`ws`]: the WebSocket handshake, and outgoing messages sent in shared fragments.
 //! - [`rate`]: the token bucket behind rate limits and broadcast throttling.
 //! - [`http`]: the router (`/server/ws/:roomId`, health, readiness, metrics, REST
 //!   roster, static files) and [`serve`].
@@ -31,5 +32,6 @@ pub mod rate;
 pub mod room;
 pub mod session;
 pub mod store;
+pub mod ws;
 
 pub use http::serve;

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use axum::extract::ws::Utf8Bytes;
+use crate::ws::Text;
 use tokio::sync::Notify;
 
 use crate::protocol::close;
@@ -41,13 +41,13 @@ pub enum Pushed {
 /// What the writer sends next.
 #[derive(Debug)]
 pub enum Next {
-    Frames(Vec<Utf8Bytes>),
+    Frames(Vec<Text>),
     Close(u16, Cow<'static, str>),
 }
 
 #[derive(Default)]
 struct Inner {
-    queue: VecDeque<(Utf8Bytes, Kind)>,
+    queue: VecDeque<(Text, Kind)>,
     bytes: usize,
     overflows: u32,
     close: Option<(u16, Cow<'static, str>)>,
@@ -74,7 +74,7 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn push(&self, frame: Utf8Bytes, kind: Kind) -> Pushed {
+    pub fn push(&self, frame: Text, kind: Kind) -> Pushed {
         let mut q = self.lock();
         if q.close.is_some() || q.finished {
             return Pushed::Dropped;
@@ -104,7 +104,7 @@ impl Outbox {
     }
 
     /// Queue `roster` as the one full roster, whatever its size, after an overflow.
-    pub fn replace_rosters(&self, roster: Utf8Bytes) {
+    pub fn replace_rosters(&self, roster: Text) {
         let mut q = self.lock();
         if q.close.is_some() || q.finished {
             return;
@@ -160,7 +160,7 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn frame(n: usize) -> Utf8Bytes {
+    fn frame(n: usize) -> Text {
         "x".repeat(n).into()
     }
 

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{sleep_until, Instant};
@@ -21,6 +20,7 @@ use crate::protocol::{
     RoomId, ServerMsg, TYPING_EVENT,
 };
 use crate::rate::TokenBucket;
+use crate::ws::{self, CloseCode, CloseFrame, Message, Socket, Utf8Bytes};
 
 /// How long a write to a socket may block before the peer counts as gone: a client that
 /// stopped reading must not hold its task (and outbox) forever.
@@ -81,7 +81,7 @@ impl Drop for SocketGauge {
 }
 
 /// Serve one upgraded socket in `room` until it closes.
-pub async fn run(socket: WebSocket, hub: Arc<Hub>, room: RoomId, settings: Arc<SessionSettings>) {
+pub async fn run(socket: Socket, hub: Arc<Hub>, room: RoomId, settings: Arc<SessionSettings>) {
     let _gauge = SocketGauge::new(hub.metrics());
     let outbox = Arc::new(Outbox::new(settings.outbox_bytes));
     let (sink, stream) = socket.split();
@@ -126,7 +126,7 @@ pub async fn run(socket: WebSocket, hub: Arc<Hub>, room: RoomId, settings: Arc<S
 /// of our code.
 async fn closing_handshake(
     writer: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    mut stream: SplitStream<WebSocket>,
+    mut stream: SplitStream<Socket>,
 ) {
     let drain = async {
         while let Some(Ok(frame)) = stream.next().await {
@@ -138,7 +138,7 @@ async fn closing_handshake(
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { tokio::join!(writer, drain) }).await;
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, ping: Duration) {
+async fn write_loop(mut sink: SplitSink<Socket, Message>, outbox: &Outbox, ping: Duration) {
     let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
     loop {
         // The writes are boxed: an idle socket's task holds only the two waits.
@@ -146,8 +146,10 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, pi
             next = outbox.next() => match next {
                 Next::Frames(frames) => {
                     let send = async {
-                        for frame in frames {
-                            sink.feed(Message::Text(frame)).await?;
+                        for text in frames {
+                            for message in text.into_messages() {
+                                sink.feed(message).await?;
+                            }
                         }
                         sink.flush().await
                     };
@@ -156,7 +158,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox, pi
                     }
                 }
                 Next::Close(code, reason) => {
-                    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason.into_owned()) };
+                    let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason.into_owned()) };
                     let close = sink.send(Message::Close(Some(frame)));
                     let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, close)).await;
                     return;
@@ -189,7 +191,7 @@ struct Reader {
 }
 
 impl Reader {
-    async fn read(&mut self, stream: &mut SplitStream<WebSocket>) -> Exit {
+    async fn read(&mut self, stream: &mut SplitStream<Socket>) -> Exit {
         let hello_deadline = Instant::now() + self.settings.hello_timeout;
         loop {
             let stale_at = self.last_inbound + self.settings.stale;
@@ -230,12 +232,12 @@ impl Reader {
                             // 1000 from the client means "leave now"; anything else may be
                             // a reload or a blip, so the tab keeps its place for a while.
                             let leave = match frame {
-                                Some(f) if f.code == close::NORMAL => Leave::Now,
+                                Some(f) if u16::from(f.code) == close::NORMAL => Leave::Now,
                                 _ => Leave::Grace,
                             };
                             return Exit::Gone(leave);
                         }
-                        Message::Ping(_) | Message::Pong(_) => {}
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
                 () = sleep_until(deadline) => {
@@ -407,12 +409,7 @@ fn too_big() -> Exit {
     )
 }
 
-/// Did the WebSocket layer refuse a frame over its size limit?
-fn is_too_big(err: &axum::Error) -> bool {
-    // axum hides tungstenite's error type; its message is stable ("Space limit exceeded:
-    // Message too long: ..."), and the limit it names is ours.
-    let text = err.to_string();
-    text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("Message too big")
+/// Did the WebSocket layer refuse a frame over its (hard) size limit?
+fn is_too_big(err: &ws::Error) -> bool {
+    matches!(err, ws::Error::Capacity(_))
 }

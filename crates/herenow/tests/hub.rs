@@ -46,9 +46,11 @@ async fn drain(outbox: &Outbox) -> Vec<ServerMsg> {
     let mut out = Vec::new();
     while let Ok(next) = tokio::time::timeout(Duration::from_millis(1), outbox.next()).await {
         match next {
-            Next::Frames(frames) => {
-                out.extend(frames.iter().map(|f| serde_json::from_str(f).unwrap()))
-            }
+            Next::Frames(frames) => out.extend(
+                frames
+                    .iter()
+                    .map(|f| serde_json::from_str(&f.to_string()).unwrap()),
+            ),
             Next::Close(..) => break,
         }
     }

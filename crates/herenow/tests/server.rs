@@ -428,6 +428,8 @@ async fn http_endpoints() {
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["count"], 0);
     assert_eq!(http_get(s.addr, "/server/rooms/Bad_Id").await.0, 400);
+    // A plain GET of the socket path is told to upgrade.
+    assert_eq!(http_get(s.addr, "/server/ws/lobby").await.0, 426);
 
     let (status, body) = http_get(s.addr, "/server/metrics").await;
     assert_eq!(status, 200);
@@ -473,4 +475,55 @@ async fn shutdown_closes_every_socket_with_1012_and_returns_quickly() {
     b.wait("closed", |x| x.closed.is_some()).await;
     assert_eq!((a.closed, b.closed), (Some(1012), Some(1012)));
     assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_large_roster_arrives_whole_when_sent_in_fragments() {
+    // The test reads one client at a time: the others must not go stale meanwhile.
+    let mut config = test_config();
+    config.stale_ms = 30_000;
+    config.ping_ms = 15_000;
+    let s = TestServer::start(config).await;
+    let url = s.ws_url("big");
+    // Twelve members with nearly 1 KiB of state each: a snapshot over FRAGMENT_BYTES,
+    // which goes out as a shared head in fragments and each socket's own `self` ending.
+    let big = "é".repeat(450); // two bytes each: fragments must cut between characters
+    let mut members = Vec::new();
+    for k in 0..12 {
+        let mut c = TestClient::connect(&url).await;
+        c.send(json!({"type": "hello", "id": format!("m{k}"), "proto": 2, "state": {"s": big}}))
+            .await;
+        members.push(c);
+    }
+    let ids: Vec<String> = (0..12)
+        .map(|k| format!("m{k}"))
+        .chain(["late".to_string()])
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut late = TestClient::join(&url, "late", 2).await;
+    late.wait("the whole room", |x| x.has(&ids)).await;
+    let presence = late.presence.as_ref().expect("a snapshot");
+    assert_eq!(presence.self_id.as_deref(), Some("late"));
+    assert!(
+        serde_json::to_string(presence).unwrap().len() > herenow::ws::FRAGMENT_BYTES,
+        "the snapshot is large enough to be fragmented"
+    );
+    assert_eq!(
+        late.user("m7").map(|u| u.state.get().to_string()),
+        Some(format!(r#"{{"s":"{big}"}}"#))
+    );
+    // Everyone else gets the join as a diff, and a `sync` answer in fragments too.
+    for c in &mut members {
+        c.wait("late joined", |x| x.has(&ids)).await;
+    }
+    members[0].send(json!({"type": "sync"})).await;
+    let before = members[0].snapshots;
+    members[0]
+        .wait("a second snapshot", |x| x.snapshots > before)
+        .await;
+    assert_eq!(
+        members[0].presence.as_ref().unwrap().self_id.as_deref(),
+        Some("m0")
+    );
+    assert!(late.errors.is_empty() && members[0].errors.is_empty());
 }

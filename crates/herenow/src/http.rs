@@ -135,14 +135,18 @@ fn upgrade_in(app: App, room: RoomId, mut req: Request) -> Response {
         app.session.outbox_bytes.max(64 * 1024) * 2,
     );
     let span = tracing::info_span!("socket", room = %room, id = tracing::field::Empty);
-    tokio::spawn(
-        async move {
-            if let Some(socket) = ws::upgraded(on_upgrade, config).await {
-                session::run(socket, app.hub, room, app.session).await;
-            }
-        }
-        .instrument(span),
-    );
+    let (hub, settings) = (app.hub, app.session);
+    let task = async move {
+        // The socket is bound only inside the match: held across the session's await,
+        // it would cost every task its size for the socket's whole life.
+        let session = match ws::upgraded(on_upgrade, config).await {
+            Some(socket) => session::run(socket, hub, room, settings),
+            None => return,
+        };
+        session.await
+    }
+    .instrument(span);
+    tokio::spawn(task);
     switching
 }
 

@@ -81,10 +81,28 @@ impl Drop for SocketGauge {
 }
 
 /// Serve one upgraded socket in `room` until it closes.
-pub async fn run(socket: Socket, hub: Arc<Hub>, room: RoomId, settings: Arc<SessionSettings>) {
+///
+/// Not an `async fn`: its arguments would live in the task for as long as it runs, and
+/// the socket is a few hundred bytes that `split` moves to the heap at once.
+pub fn run(
+    socket: Socket,
+    hub: Arc<Hub>,
+    room: RoomId,
+    settings: Arc<SessionSettings>,
+) -> impl std::future::Future<Output = ()> {
+    let (sink, stream) = socket.split();
+    serve(sink, stream, hub, room, settings)
+}
+
+async fn serve(
+    sink: SplitSink<Socket, Message>,
+    stream: SplitStream<Socket>,
+    hub: Arc<Hub>,
+    room: RoomId,
+    settings: Arc<SessionSettings>,
+) {
     let _gauge = SocketGauge::new(hub.metrics());
     let outbox = Arc::new(Outbox::new(settings.outbox_bytes));
-    let (sink, stream) = socket.split();
     let mut reader = Reader {
         metrics: hub.metrics().clone(),
         hub,

@@ -107,7 +107,8 @@ pub struct Config {
 
     /// Broadcasts per room sent at once within one BROADCAST_INTERVAL_MS; beyond it,
     /// changes merge into one broadcast per interval. A room changing at human pace
-    /// never waits; a join storm does not send N^2 rosters.
+    /// never waits; a join storm does not send N^2 rosters. Rooms with more than 1,000
+    /// sockets here get a burst cut in proportion (at least one).
     #[arg(long, env = "BROADCAST_BURST", default_value_t = 10)]
     pub broadcast_burst: u32,
 

@@ -596,7 +596,7 @@ impl Hub {
         if room.span.is_empty() || room.flush_pending {
             return;
         }
-        match room.throttle.on_change(Instant::now()) {
+        match room.throttle.on_change(Instant::now(), room.peers.len()) {
             None => self.flush(room),
             Some(at) => {
                 room.flush_pending = true;

@@ -40,6 +40,9 @@ impl TokenBucket {
     }
 }
 
+/// Rooms with up to this many sockets on one instance get the whole broadcast burst.
+pub const FULL_BURST_SOCKETS: usize = 1_000;
+
 /// When a room's pending changes are broadcast.
 ///
 /// At human pace every change goes out at once. When more than `burst` broadcasts fall
@@ -66,8 +69,17 @@ impl Throttle {
         }
     }
 
-    /// A change is pending: `None` = broadcast now, `Some(at)` = broadcast at `at`.
-    pub fn on_change(&mut self, now: Instant) -> Option<Instant> {
+    /// A change is pending in a room of `sockets` local sockets: `None` = broadcast now,
+    /// `Some(at)` = broadcast at `at`.
+    ///
+    /// A room of up to [`FULL_BURST_SOCKETS`] gets the whole burst; a bigger one fewer
+    /// immediate broadcasts per interval, in proportion (at least one), so that a busy
+    /// room never makes this instance write more than `burst × FULL_BURST_SOCKETS`
+    /// frames per interval. Ten joins a second in a room of 10,000 would otherwise be
+    /// 100,000 frames a second, one broadcast each; merged, they are one diff.
+    pub fn on_change(&mut self, now: Instant, sockets: usize) -> Option<Instant> {
+        let budget = self.burst as usize * FULL_BURST_SOCKETS;
+        let burst = (budget / sockets.max(1)).clamp(1, self.burst as usize) as u32;
         if let Some(last) = self.merging_since {
             if now < last + self.interval {
                 return Some(last + self.interval);
@@ -81,7 +93,7 @@ impl Throttle {
             self.window_start = now;
             self.sent = 0;
         }
-        if self.sent < self.burst {
+        if self.sent < burst {
             self.sent += 1;
             None
         } else {
@@ -119,8 +131,25 @@ mod tests {
         let mut th = Throttle::new(10, Duration::from_millis(100), t0);
         for i in 0..100 {
             // One change every 50 ms: never delayed.
-            assert_eq!(th.on_change(t0 + Duration::from_millis(50 * i)), None);
+            assert_eq!(th.on_change(t0 + Duration::from_millis(50 * i), 10), None);
         }
+    }
+
+    #[test]
+    fn a_big_room_gets_a_smaller_burst() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut th = Throttle::new(10, ms(100), t0);
+        // 5,000 sockets: two immediate broadcasts per interval, then merging.
+        assert_eq!(th.on_change(t0, 5_000), None);
+        assert_eq!(th.on_change(t0 + ms(1), 5_000), None);
+        assert_eq!(th.on_change(t0 + ms(2), 5_000), Some(t0 + ms(102)));
+        // 100,000 sockets: still one at once after a quiet spell, never none.
+        let mut th = Throttle::new(10, ms(100), t0);
+        assert_eq!(th.on_change(t0, 100_000), None);
+        assert_eq!(th.on_change(t0 + ms(1), 100_000), Some(t0 + ms(101)));
+        th.on_timer(t0 + ms(101));
+        assert_eq!(th.on_change(t0 + ms(500), 100_000), None);
     }
 
     #[test]
@@ -129,16 +158,16 @@ mod tests {
         let ms = Duration::from_millis;
         let mut th = Throttle::new(10, ms(100), t0);
         for _ in 0..10 {
-            assert_eq!(th.on_change(t0), None);
+            assert_eq!(th.on_change(t0, 10), None);
         }
         // The 11th within the interval waits for the next one, and so does every change
         // until the storm calms down.
-        assert_eq!(th.on_change(t0 + ms(1)), Some(t0 + ms(101)));
-        assert_eq!(th.on_change(t0 + ms(50)), Some(t0 + ms(101)));
+        assert_eq!(th.on_change(t0 + ms(1), 10), Some(t0 + ms(101)));
+        assert_eq!(th.on_change(t0 + ms(50), 10), Some(t0 + ms(101)));
         th.on_timer(t0 + ms(101));
-        assert_eq!(th.on_change(t0 + ms(120)), Some(t0 + ms(201)));
+        assert_eq!(th.on_change(t0 + ms(120), 10), Some(t0 + ms(201)));
         th.on_timer(t0 + ms(201));
         // A quiet interval later, changes go out at once again.
-        assert_eq!(th.on_change(t0 + ms(400)), None);
+        assert_eq!(th.on_change(t0 + ms(400), 10), None);
     }
 }

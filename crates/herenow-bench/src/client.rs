@@ -39,11 +39,14 @@ pub struct ClientState {
     /// Text frames and their payload bytes.
     pub frames: u64,
     pub bytes: u64,
-    /// Payload bytes of the first roster (the joiner's own snapshot).
+    /// Payload bytes of the first roster (the joiner's own snapshot), and its size.
     pub first_bytes: u64,
+    pub first_count: u32,
     /// Payload bytes of the last full roster.
     pub last_snapshot_bytes: u64,
+    /// Full rosters received, and their payload bytes.
     pub snapshots: u64,
+    pub snapshot_bytes: u64,
     /// Protocol-level pings from the server.
     pub pings: u64,
     pub syncs_sent: u64,
@@ -61,6 +64,8 @@ enum Cmd {
     Close(u16),
     /// Drop the TCP connection without a close frame (abnormal closure).
     Abort,
+    /// Write what a direct write left over.
+    Flush,
 }
 
 /// Shared between all clients of a scenario: a change counter and a wake-up for waiters.
@@ -68,6 +73,8 @@ enum Cmd {
 pub struct Signal {
     pub notify: Notify,
     pub changes: AtomicU64,
+    /// Clients that have received their first roster.
+    pub firsts: AtomicU64,
 }
 
 /// A connected client.
@@ -80,6 +87,39 @@ pub struct Client {
     /// Bytes read from the socket: HTTP upgrade, WebSocket framing, pings and payload.
     pub wire_rx: Arc<AtomicU64>,
     tx: mpsc::UnboundedSender<Cmd>,
+    /// Shared with the client's task, so that `send_now` can write without waiting for
+    /// the task to be scheduled.
+    writer: SharedWriter,
+    /// Signalled once, when the first roster arrives or the socket ends before it.
+    first: Arc<Notify>,
+}
+
+/// A client's write half, shared between its task and `Client::send_now`; the task
+/// takes it away when it ends.
+#[derive(Clone)]
+struct SharedWriter(Arc<tokio::sync::Mutex<Option<ws::Writer>>>);
+
+impl SharedWriter {
+    async fn send(&self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        match self.0.lock().await.as_mut() {
+            Some(w) => w.send(opcode, payload).await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn close(&self, code: u16) -> std::io::Result<()> {
+        match self.0.lock().await.as_mut() {
+            Some(w) => w.close(code).await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn flush_pending(&self) -> std::io::Result<()> {
+        match self.0.lock().await.as_mut() {
+            Some(w) => w.flush_pending().await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
 }
 
 /// Where and how to connect one client.
@@ -116,7 +156,16 @@ impl Client {
             ..ClientState::default()
         }));
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(reader, writer, rx, state.clone(), signal));
+        let first = Arc::new(Notify::new());
+        let writer = SharedWriter(Arc::new(tokio::sync::Mutex::new(Some(writer))));
+        tokio::spawn(run(
+            reader,
+            writer.clone(),
+            rx,
+            state.clone(),
+            signal,
+            first.clone(),
+        ));
         Ok(Client {
             id: spec.id,
             room: spec.room,
@@ -125,6 +174,8 @@ impl Client {
             state,
             wire_rx,
             tx,
+            writer,
+            first,
         })
     }
 
@@ -133,6 +184,32 @@ impl Client {
         let t = Instant::now();
         self.send(wire::hello(&self.id, self.proto));
         t
+    }
+
+    /// Sends the hello from the caller, at once, when the socket takes it (else through
+    /// the task, as `hello`): a paced stream of hellos keeps its pace however busy the
+    /// clients' tasks are with reading.
+    pub fn hello_now(&self) -> Instant {
+        let t = Instant::now();
+        self.send_now(wire::hello(&self.id, self.proto));
+        t
+    }
+
+    /// Sends a text frame from the caller (any thread), at once when the socket takes
+    /// it, else through the client's task.
+    pub fn send_now(&self, text: String) {
+        if let Ok(mut guard) = self.writer.0.try_lock() {
+            let Some(w) = guard.as_mut() else {
+                return; // the socket is gone
+            };
+            if w.try_send(op::TEXT, text.as_bytes()) {
+                if w.has_pending() {
+                    let _ = self.tx.send(Cmd::Flush);
+                }
+                return;
+            }
+        }
+        self.send(text);
     }
 
     pub fn send(&self, text: String) {
@@ -153,6 +230,17 @@ impl Client {
         self.state.lock().unwrap().clone()
     }
 
+    /// Waits (at most `timeout`) for the first roster after the hello; false when it did
+    /// not come (the socket ended first, or time ran out). Without a wake-up for every
+    /// frame of every client, unlike the `Signal` waits.
+    pub async fn first_roster(&self, timeout: Duration) -> bool {
+        if self.state.lock().unwrap().first_at.is_some() {
+            return true;
+        }
+        let _ = tokio::time::timeout(timeout, self.first.notified()).await;
+        self.state.lock().unwrap().first_at.is_some()
+    }
+
     /// The member set this client holds, if it holds one.
     pub fn set(&self) -> Option<SetKey> {
         let s = self.state.lock().unwrap();
@@ -168,11 +256,13 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// read.
 async fn run(
     mut reader: ws::Reader,
-    mut writer: ws::Writer,
+    writer: SharedWriter,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     state: Arc<Mutex<ClientState>>,
     signal: Arc<Signal>,
+    first: Arc<Notify>,
 ) {
+    let mut waiting_first = true;
     let mut closing: Option<tokio::time::Instant> = None;
     let server_ended = |state: &Mutex<ClientState>, closing: bool| {
         if !closing {
@@ -192,9 +282,15 @@ async fn run(
             match next {
                 Next::Message(op::TEXT) => {
                     let sync = on_text(&state, reader.payload());
+                    if waiting_first && state.lock().unwrap().first_at.is_some() {
+                        waiting_first = false;
+                        signal.firsts.fetch_add(1, Ordering::Relaxed);
+                        // Stores a permit when nobody waits yet: no wake-up is lost.
+                        first.notify_one();
+                    }
                     signal.changes.fetch_add(1, Ordering::Relaxed);
                     signal.notify.notify_waiters();
-                    if sync && writer.text(wire::SYNC).await.is_err() {
+                    if sync && writer.send(op::TEXT, wire::SYNC.as_bytes()).await.is_err() {
                         break 'task;
                     }
                 }
@@ -227,13 +323,18 @@ async fn run(
         tokio::select! {
             cmd = rx.recv(), if closing.is_none() => match cmd {
                 Some(Cmd::Text(t)) => {
-                    if writer.text(&t).await.is_err() {
+                    if writer.send(op::TEXT, t.as_bytes()).await.is_err() {
                         break;
                     }
                 }
                 Some(Cmd::Close(code)) => {
                     let _ = writer.close(code).await;
                     closing = Some(tokio::time::Instant::now() + CLOSE_WAIT);
+                }
+                Some(Cmd::Flush) => {
+                    if writer.flush_pending().await.is_err() {
+                        break;
+                    }
                 }
                 Some(Cmd::Abort) | None => break,
             },
@@ -246,7 +347,11 @@ async fn run(
             _ = tokio::time::sleep_until(close_deadline), if closing.is_some() => break,
         }
     }
+    // The write half goes with the task: the socket closes (without a close frame
+    // after an abort) even while the `Client` lives on.
+    writer.0.lock().await.take();
     state.lock().unwrap().closed = true;
+    first.notify_one();
     signal.changes.fetch_add(1, Ordering::Relaxed);
     signal.notify.notify_waiters();
 }
@@ -264,10 +369,12 @@ fn on_text(state: &Mutex<ClientState>, payload: &[u8]) -> bool {
     let a = s.roster.apply_text(text);
     if a.snapshot {
         s.snapshots += 1;
+        s.snapshot_bytes += text.len() as u64;
         s.last_snapshot_bytes = text.len() as u64;
         if s.first_at.is_none() {
             s.first_at = Some(now);
             s.first_bytes = text.len() as u64;
+            s.first_count = s.roster.set.count;
         }
     }
     if a.set_changed {

@@ -78,7 +78,7 @@ impl<'a> Frame<'a> {
                 "type" => kind = Some(sc.string()?),
                 "members" => f.members = sc.nullable(Scan::id_list)?,
                 "left" => f.left = sc.nullable(Scan::id_list)?,
-                "users" => f.users = sc.nullable(Scan::user_list)?,
+                "users" => f.users = sc.nullable(Scan::skim_array)?,
                 "joined" => f.joined = sc.nullable(Scan::user_list)?,
                 "updated" => f.updated = sc.nullable(Scan::user_list)?,
                 "count" => f.count = sc.nullable(Scan::u64)?,
@@ -91,6 +91,10 @@ impl<'a> Frame<'a> {
         })?;
         sc.end()?;
         f.kind = kind.ok_or(BadFrame)?;
+        // Skimmed users are the member set when there is no `members`: check them whole.
+        if let (None, Some(users)) = (&f.members, f.users) {
+            Scan::new(users.0).user_list()?;
+        }
         Ok(f)
     }
 }
@@ -375,6 +379,38 @@ impl<'a> Scan<'a> {
         let start = self.i;
         self.array(|sc| sc.user().map(drop))?;
         Ok(List(&self.s[start..self.i]))
+    }
+
+    /// An array taken at its brackets: strings (and their escapes) and nesting are
+    /// followed, nothing else is checked. For a snapshot's `users`, the bulk of a big
+    /// snapshot, which the roster only looks into for the watched member; walking it
+    /// (`List::users`) stops at anything malformed.
+    fn skim_array(&mut self) -> Scanned<List<'a>> {
+        if self.peek() != Some(b'[') {
+            return Err(BadFrame);
+        }
+        let b = self.s.as_bytes();
+        let start = self.i;
+        let mut depth = 0usize;
+        while let Some(&c) = b.get(self.i) {
+            match c {
+                b'"' => {
+                    self.string_span()?;
+                    continue;
+                }
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.i += 1;
+                        return Ok(List(&self.s[start..self.i]));
+                    }
+                }
+                _ => {}
+            }
+            self.i += 1;
+        }
+        Err(BadFrame)
     }
 
     /// A user object: its `id` (required, a string) and `state` (as text).

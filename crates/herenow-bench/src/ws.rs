@@ -62,6 +62,8 @@ pub struct Reader {
 pub struct Writer {
     io: OwnedWriteHalf,
     rng: u64,
+    /// The tail of a frame `try_send` could only write in part; goes out first.
+    pending: Vec<u8>,
 }
 
 /// What `Reader::next` found; its bytes are `Reader::payload` until the next `fill`.
@@ -113,7 +115,14 @@ pub async fn handshake(
     check_response(head, &key)?;
     reader.pos = end;
     let rng = crate::wire::id_hash(&key) | 1;
-    Ok((reader, Writer { io: w, rng }))
+    Ok((
+        reader,
+        Writer {
+            io: w,
+            rng,
+            pending: Vec::new(),
+        },
+    ))
 }
 
 /// A 101 answer whose accept key matches ours.
@@ -268,18 +277,55 @@ impl Reader {
 }
 
 impl Writer {
-    /// One masked frame with FIN set.
-    pub async fn send(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+    fn frame(&mut self, opcode: u8, payload: &[u8]) -> Vec<u8> {
         // xorshift64: masks need not be secret here, only present and varying.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        let frame = encode_frame(opcode, payload, (self.rng as u32).to_be_bytes());
+        encode_frame(opcode, payload, (self.rng as u32).to_be_bytes())
+    }
+
+    /// One masked frame with FIN set.
+    pub async fn send(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        self.flush_pending().await?;
+        let frame = self.frame(opcode, payload);
         self.io.write_all(&frame).await
     }
 
-    pub async fn text(&mut self, text: &str) -> std::io::Result<()> {
-        self.send(op::TEXT, text.as_bytes()).await
+    /// Writes a frame at once, without waiting for the socket, if the socket takes at
+    /// least its first byte (a small frame on an idle socket always goes whole); false
+    /// when it must go through `send`. A part the socket did not take is kept for
+    /// `flush_pending`.
+    pub fn try_send(&mut self, opcode: u8, payload: &[u8]) -> bool {
+        if !self.pending.is_empty() {
+            return false;
+        }
+        let frame = self.frame(opcode, payload);
+        let mut done = 0;
+        while done < frame.len() {
+            match self.io.try_write(&frame[done..]) {
+                Ok(n) if n > 0 => done += n,
+                _ => break,
+            }
+        }
+        if done == 0 {
+            return false;
+        }
+        self.pending = frame[done..].to_vec();
+        true
+    }
+
+    /// A part of a frame `try_send` left is waiting.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub async fn flush_pending(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            self.io.write_all(&self.pending).await?;
+            self.pending.clear();
+        }
+        Ok(())
     }
 
     /// A close frame with this code (and no reason).

@@ -309,3 +309,53 @@ pub async fn open_and_join(
 pub fn refs(clients: &[Client]) -> Vec<&Client> {
     clients.iter().collect()
 }
+
+/// The Prometheus text of herenow's `/server/metrics` as `name{labels}` -> value.
+pub fn parse_metrics(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, v) = l.trim().rsplit_once(' ')?;
+            Some((name.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// What a herenow instance says about itself: sockets, frames and bytes queued, and
+/// sockets it closed by reason (`stale`: no inbound frame for STALE_MS; `slow`: outbound
+/// queue overflowing, 1013). `None` for a server without that endpoint.
+pub async fn server_view(cluster: &Cluster) -> Option<Value> {
+    let mut out = Vec::new();
+    for s in &cluster.servers {
+        let (status, body) = crate::servers::http_get(s.addr, "/server/metrics")
+            .await
+            .ok()?;
+        if status != 200 {
+            return None;
+        }
+        let m = parse_metrics(&body);
+        let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        let closes: BTreeMap<&str, f64> = ["policy", "too_big", "slow", "stale"]
+            .into_iter()
+            .map(|r| {
+                (
+                    r,
+                    get(&format!("herenow_server_closes_total{{reason=\"{r}\"}}")),
+                )
+            })
+            .collect();
+        out.push(json!({
+            "sockets": get("herenow_sockets"),
+            "members": get("herenow_members"),
+            "frames_out": get("herenow_messages_out_total"),
+            "bytes_out": get("herenow_bytes_out_total"),
+            "broadcasts": get("herenow_broadcasts_total"),
+            "closes": closes,
+        }));
+    }
+    Some(if out.len() == 1 {
+        out.remove(0)
+    } else {
+        Value::Array(out)
+    })
+}

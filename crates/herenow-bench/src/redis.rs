@@ -1,7 +1,8 @@
 //! Just enough of the Redis protocol to watch a `redis-server` the bench started: `INFO`
 //! counters before and after a phase, and a `MONITOR` feed that tells the commands an
 //! instance sends apart from the ones its Lua scripts run (`INFO commandstats` counts
-//! both under the same names).
+//! both under the same names), and by their keys a room's calls from the instance's
+//! own liveness calls.
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -191,7 +192,10 @@ pub enum Source {
 pub struct MonitorLine {
     pub at: f64,
     pub source: Source,
+    /// Lower case.
     pub command: String,
+    /// The arguments after the command, unquoted.
+    pub args: Vec<String>,
 }
 
 pub fn parse_monitor_line(line: &str) -> Option<MonitorLine> {
@@ -200,7 +204,8 @@ pub fn parse_monitor_line(line: &str) -> Option<MonitorLine> {
     let rest = rest.strip_prefix('[')?;
     let (who, rest) = rest.split_once(']')?;
     let who = who.split_whitespace().nth(1)?;
-    let command = rest.trim_start().strip_prefix('"')?.split('"').next()?;
+    let mut words = quoted_words(rest)?.into_iter();
+    let command = words.next()?.to_ascii_lowercase();
     Some(MonitorLine {
         at: at.parse().ok()?,
         source: if who == "lua" {
@@ -208,49 +213,192 @@ pub fn parse_monitor_line(line: &str) -> Option<MonitorLine> {
         } else {
             Source::Client(who.to_string())
         },
-        command: command.to_ascii_lowercase(),
+        command,
+        args: words.collect(),
     })
+}
+
+/// The `"..."` words of a `MONITOR` line, with Redis's escapes (`\\`, `\"`, `\n`,
+/// `\r`, `\t`, `\a`, `\b`, `\xHH`) undone.
+fn quoted_words(s: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = s.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' => continue,
+            '"' => {}
+            _ => return None,
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => match chars.next()? {
+                    'n' => bytes.push(b'\n'),
+                    'r' => bytes.push(b'\r'),
+                    't' => bytes.push(b'\t'),
+                    'a' => bytes.push(7),
+                    'b' => bytes.push(8),
+                    'x' => {
+                        let hex: String = [chars.next()?, chars.next()?].iter().collect();
+                        bytes.push(u8::from_str_radix(&hex, 16).ok()?);
+                    }
+                    other => {
+                        let mut b = [0; 4];
+                        bytes.extend_from_slice(other.encode_utf8(&mut b).as_bytes());
+                    }
+                },
+                other => {
+                    let mut b = [0; 4];
+                    bytes.extend_from_slice(other.encode_utf8(&mut b).as_bytes());
+                }
+            }
+        }
+        out.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    Some(out)
+}
+
+/// What a command an instance sends is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// It names a room key (one with a `{room}` hash tag, `<prefix>:{room}:...`): a
+    /// room's join, leave, state, heartbeat touch or snapshot.
+    Room,
+    /// The instance's own liveness: a call on keys without a room tag (the lease set),
+    /// or a connection probe (`CLIENT ID`, `PING`).
+    Liveness,
+    /// Anything else: `SCRIPT LOAD`, subscriptions, publishing.
+    Other,
+}
+
+/// The keys a command names: a script's declared keys, none for commands that take
+/// none (or only channels), else the first argument.
+pub fn command_keys<'a>(command: &str, args: &'a [String]) -> &'a [String] {
+    match command {
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
+            let n: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+            args.get(2..2 + n).unwrap_or(&[])
+        }
+        "client" | "ping" | "script" | "info" | "hello" | "auth" | "select" | "cluster"
+        | "command" | "echo" | "time" | "monitor" | "readonly" | "quit" | "reset" | "multi"
+        | "exec" | "discard" | "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe"
+        | "ssubscribe" | "sunsubscribe" | "publish" | "spublish" => &[],
+        _ => args.get(..1).unwrap_or(&[]),
+    }
+}
+
+/// A key with a non-empty `{...}` hash tag: a room's.
+pub fn is_room_key(key: &str) -> bool {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .is_some_and(|(tag, _)| !tag.is_empty())
+}
+
+pub fn purpose(command: &str, args: &[String]) -> Purpose {
+    let keys = command_keys(command, args);
+    if keys.iter().any(|k| is_room_key(k)) {
+        Purpose::Room
+    } else if !keys.is_empty() || matches!(command, "client" | "ping") {
+        Purpose::Liveness
+    } else {
+        Purpose::Other
+    }
+}
+
+/// What one client (an instance's connection) sent.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientStats {
+    /// Commands by name.
+    pub commands: BTreeMap<String, u64>,
+    /// Exchanges with Redis (see `MonitorStats::add`): of any commands, of room calls,
+    /// of liveness calls.
+    pub batches: u64,
+    pub room_batches: u64,
+    pub liveness_batches: u64,
+    /// Calls by purpose.
+    pub room_calls: u64,
+    pub liveness_calls: u64,
+    /// When the first and the last exchange of each kind started (unix seconds).
+    #[serde(skip)]
+    room_span: Option<(f64, f64)>,
+    #[serde(skip)]
+    liveness_span: Option<(f64, f64)>,
+    /// The last command of any kind, of room calls, of liveness calls.
+    #[serde(skip)]
+    last: (Option<f64>, Option<f64>, Option<f64>),
 }
 
 /// Commands seen by `MONITOR`, split by origin.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MonitorStats {
-    /// Commands a client sent, by client address then command name.
-    pub by_client: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Round trips per client address, estimated: consecutive commands of one client less
-    /// than `BURST_GAP` apart count as one pipelined batch.
-    pub batches: BTreeMap<String, u64>,
+    /// By client address.
+    pub clients: BTreeMap<String, ClientStats>,
     /// Commands run inside scripts, by name.
     pub in_scripts: BTreeMap<String, u64>,
-    #[serde(skip)]
-    last_at: BTreeMap<String, f64>,
 }
 
-/// Two commands of one client closer than this are taken as one pipelined batch.
-pub const BURST_GAP_SECS: f64 = 0.0005;
+/// A client's commands of one kind less than this apart are one exchange.
+///
+/// `MONITOR` cannot tell a pipeline from round trips made back to back on loopback:
+/// the gaps inside one pipeline (a `SCRIPT LOAD` compiling, a second read of the query
+/// buffer, another client's pipeline interleaved) and between two round trips (reply,
+/// wake-up, next write) are both a fraction of a millisecond to a few. So it counts
+/// exchanges: bursts of calls, separated by quiet. An instance's heartbeat is one burst
+/// a heartbeat interval, however it is sent; whether a burst is one pipeline is for the
+/// server's code (and `tcp_writes` in `soak`) to say.
+pub const BURST_GAP_SECS: f64 = 0.010;
+
+fn new_burst(last: &mut Option<f64>, at: f64) -> bool {
+    let new = last.is_none_or(|t| at - t > BURST_GAP_SECS);
+    *last = Some(at);
+    new
+}
 
 impl MonitorStats {
+    /// Counts one line: its command for its client, its exchange of each kind (a
+    /// command starts a new one when the client's previous command of that kind is more
+    /// than `BURST_GAP_SECS` older). Kinds are kept apart, so a lease renewal that
+    /// happens to fall inside a heartbeat does not merge with it.
     pub fn add(&mut self, l: &MonitorLine) {
-        match &l.source {
-            Source::Lua => *self.in_scripts.entry(l.command.clone()).or_default() += 1,
-            Source::Client(addr) => {
-                *self
-                    .by_client
-                    .entry(addr.clone())
-                    .or_default()
-                    .entry(l.command.clone())
-                    .or_default() += 1;
-                let last = self.last_at.insert(addr.clone(), l.at);
-                if last.is_none_or(|t| l.at - t > BURST_GAP_SECS) {
-                    *self.batches.entry(addr.clone()).or_default() += 1;
+        let addr = match &l.source {
+            Source::Lua => {
+                *self.in_scripts.entry(l.command.clone()).or_default() += 1;
+                return;
+            }
+            Source::Client(addr) => addr,
+        };
+        let c = self.clients.entry(addr.clone()).or_default();
+        *c.commands.entry(l.command.clone()).or_default() += 1;
+        if new_burst(&mut c.last.0, l.at) {
+            c.batches += 1;
+        }
+        match purpose(&l.command, &l.args) {
+            Purpose::Room => {
+                c.room_calls += 1;
+                if new_burst(&mut c.last.1, l.at) {
+                    c.room_batches += 1;
+                    c.room_span = Some(widen(c.room_span, l.at));
                 }
             }
+            Purpose::Liveness => {
+                c.liveness_calls += 1;
+                if new_burst(&mut c.last.2, l.at) {
+                    c.liveness_batches += 1;
+                    c.liveness_span = Some(widen(c.liveness_span, l.at));
+                }
+            }
+            Purpose::Other => {}
         }
+    }
+
+    fn sum(&self, f: impl Fn(&ClientStats) -> u64) -> u64 {
+        self.clients.values().map(f).sum()
     }
 
     /// Commands sent by clients, all clients together.
     pub fn client_commands(&self) -> u64 {
-        self.by_client.values().flat_map(|m| m.values()).sum()
+        self.sum(|c| c.commands.values().sum())
     }
 
     pub fn script_commands(&self) -> u64 {
@@ -258,14 +406,48 @@ impl MonitorStats {
     }
 
     pub fn client_batches(&self) -> u64 {
-        self.batches.values().sum()
+        self.sum(|c| c.batches)
+    }
+
+    pub fn room_batches(&self) -> u64 {
+        self.sum(|c| c.room_batches)
+    }
+
+    pub fn liveness_batches(&self) -> u64 {
+        self.sum(|c| c.liveness_batches)
+    }
+
+    pub fn room_calls(&self) -> u64 {
+        self.sum(|c| c.room_calls)
+    }
+
+    pub fn liveness_calls(&self) -> u64 {
+        self.sum(|c| c.liveness_calls)
+    }
+
+    /// How many intervals of `period_secs` the room round trips cover: the span from
+    /// the first to the last, in periods, plus one. Phase-proof: k heartbeats in a window
+    /// are k intervals however the window falls, and two per interval still count double.
+    pub fn room_intervals(&self, period_secs: f64) -> Option<f64> {
+        intervals(
+            self.clients.values().filter_map(|c| c.room_span),
+            period_secs,
+        )
+    }
+
+    /// The same for the liveness round trips.
+    pub fn liveness_intervals(&self, period_secs: f64) -> Option<f64> {
+        intervals(
+            self.clients.values().filter_map(|c| c.liveness_span),
+            period_secs,
+        )
     }
 
     /// Client commands by name, all clients together.
     pub fn client_by_command(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
-        for m in self.by_client.values() {
-            for (k, v) in m {
+        for c in self.clients.values() {
+            for (k, v) in &c.commands {
                 *out.entry(k.clone()).or_default() += v;
             }
         }
@@ -274,24 +456,28 @@ impl MonitorStats {
 
     /// Keeps only the given client addresses (the instances' connections).
     pub fn only_clients(&self, addrs: &[String]) -> MonitorStats {
-        let keep = |m: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
-            m.iter()
-                .filter(|(k, _)| addrs.contains(k))
-                .map(|(k, v)| (k.clone(), *v))
-                .collect()
-        };
         MonitorStats {
-            by_client: self
-                .by_client
+            clients: self
+                .clients
                 .iter()
                 .filter(|(k, _)| addrs.contains(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            batches: keep(&self.batches),
             in_scripts: self.in_scripts.clone(),
-            last_at: BTreeMap::new(),
         }
     }
+}
+
+fn widen(span: Option<(f64, f64)>, at: f64) -> (f64, f64) {
+    match span {
+        Some((a, b)) => (a.min(at), b.max(at)),
+        None => (at, at),
+    }
+}
+
+fn intervals(spans: impl Iterator<Item = (f64, f64)>, period_secs: f64) -> Option<f64> {
+    let (first, last) = spans.reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))?;
+    Some(((last - first) / period_secs).round() + 1.0)
 }
 
 /// A running `MONITOR` feed; `stop` returns what it saw.
@@ -395,6 +581,7 @@ mod tests {
             .unwrap();
         assert_eq!(a.source, Source::Client("127.0.0.1:5000".into()));
         assert_eq!(a.command, "evalsha");
+        assert_eq!(a.args, ["abc", "2"]);
         let b = parse_monitor_line(r#"1700000000.100100 [0 lua] "zadd" "presence:{r}:online""#)
             .unwrap();
         assert_eq!(b.source, Source::Lua);
@@ -407,10 +594,79 @@ mod tests {
         }
         assert_eq!(s.client_commands(), 3);
         assert_eq!(s.script_commands(), 1);
-        // a and c are 200 us apart (one batch); d comes a second later.
+        // a and c are 200 us apart (one exchange); d comes a second later.
         assert_eq!(s.client_batches(), 2);
         assert_eq!(s.client_by_command()["zadd"], 1);
         assert_eq!(s.only_clients(&[]).client_commands(), 0);
         assert!(parse_monitor_line("OK").is_none());
+    }
+
+    #[test]
+    fn monitor_arguments_are_unquoted() {
+        let l = parse_monitor_line(
+            r#"1700000000.000001 [0 127.0.0.1:1] "SET" "a\"b" "c\\d" "\x00\n" "{\"j\":1}""#,
+        )
+        .unwrap();
+        assert_eq!(l.args, ["a\"b", "c\\d", "\u{0}\n", r#"{"j":1}"#]);
+    }
+
+    fn line(at_us: u64, who: &str, words: &str) -> MonitorLine {
+        let who = if who == "lua" {
+            "0 lua".to_string()
+        } else {
+            format!("0 {who}")
+        };
+        let (secs, us) = (1_700_000_000 + at_us / 1_000_000, at_us % 1_000_000);
+        parse_monitor_line(&format!("{secs}.{us:06} [{who}] {words}")).unwrap()
+    }
+
+    const TOUCH: &str = r#""EVALSHA" "t" "4" "presence:{k-1}:online" "presence:{k-1}:meta" "presence:{k-1}:version" "presence:{k-1}:seen" "presence:{k-1}:changed" "PUBLISH" "i1" "15000" "15000""#;
+    const LEASE: &str = r#""EVALSHA" "l" "1" "presence:leases" "i1" "6000" "15000""#;
+
+    #[test]
+    fn purposes_follow_the_keys() {
+        let p = |w: &str| {
+            let l = line(0, "a:1", w);
+            purpose(&l.command, &l.args)
+        };
+        assert_eq!(p(TOUCH), Purpose::Room);
+        assert_eq!(p(LEASE), Purpose::Liveness);
+        assert_eq!(p(r#""CLIENT" "ID""#), Purpose::Liveness);
+        assert_eq!(p(r#""PING""#), Purpose::Liveness);
+        assert_eq!(p(r#""SCRIPT" "LOAD" "return 1""#), Purpose::Other);
+        assert_eq!(p(r#""SUBSCRIBE" "presence:{k-1}:changed""#), Purpose::Other);
+        assert_eq!(p(r#""HGETALL" "presence:{k-1}:meta""#), Purpose::Room);
+        assert!(!is_room_key("presence:{}:x"));
+    }
+
+    #[test]
+    fn exchanges_by_purpose() {
+        let mut s = MonitorStats::default();
+        // A heartbeat pipeline (SCRIPT LOAD and two touches, one script's lines after
+        // its call), another instance's interleaved, and a pause of 2.6 ms inside it.
+        s.add(&line(0, "a:1", r#""SCRIPT" "LOAD" "x""#));
+        s.add(&line(700, "a:1", TOUCH));
+        s.add(&line(720, "lua", r#""zadd" "presence:{k-1}:seen""#));
+        s.add(&line(900, "b:2", TOUCH));
+        s.add(&line(1000, "b:2", TOUCH));
+        s.add(&line(3600, "a:1", TOUCH));
+        // The lease 5 ms later (within the heartbeat's time, kept apart from it).
+        s.add(&line(8_000, "a:1", LEASE));
+        // 2 s later the lease, then CLIENT ID 0.2 ms after: one exchange, pipelined
+        // or not; 2 s later both again.
+        s.add(&line(2_008_000, "a:1", LEASE));
+        s.add(&line(2_008_200, "a:1", r#""CLIENT" "ID""#));
+        s.add(&line(4_008_000, "a:1", r#""CLIENT" "ID""#));
+        s.add(&line(4_008_100, "a:1", LEASE));
+        let a = s.only_clients(&["a:1".into()]);
+        assert_eq!(a.room_batches(), 1, "one heartbeat");
+        assert_eq!(a.room_calls(), 2);
+        assert_eq!(a.liveness_batches(), 3);
+        assert_eq!(a.liveness_calls(), 5);
+        assert_eq!(a.client_batches(), 3);
+        assert_eq!(a.liveness_intervals(2.0), Some(3.0));
+        assert_eq!(a.room_intervals(5.0), Some(1.0));
+        let b = s.only_clients(&["b:2".into()]);
+        assert_eq!((b.room_batches(), b.room_calls()), (1, 2));
     }
 }

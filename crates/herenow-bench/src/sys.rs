@@ -1,9 +1,11 @@
 //! What the kernel says about a process and the machine: RSS and CPU from
 //! `/proc/<pid>/{status,stat,io}`, listen-queue overflows from `/proc/net/netstat`, the
-//! open-file limit, and the machine description the report prints.
+//! open-file limit, TCP segment counts (`ss`), and the machine description the report
+//! prints.
 
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One reading of a process's resources.
@@ -110,6 +112,44 @@ pub fn listen_drops() -> u64 {
         .filter(|(n, _)| n == "ListenOverflows" || n == "ListenDrops")
         .map(|(_, v)| v)
         .sum()
+}
+
+/// Data segments each peer has sent to the local TCP port `port` (the kernel's
+/// `data_segs_in` of every established socket on that port, as `ss -ti` shows it), by
+/// the peer's port. On loopback a write of up to one MSS (32 KiB and more) is one
+/// segment, so this counts a client's writes: its round trips. Empty without `ss`.
+pub fn data_segs_in(port: u16) -> BTreeMap<u16, u64> {
+    let filter = format!("( sport = :{port} )");
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established", &filter])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => parse_ss(&String::from_utf8_lossy(&o.stdout)),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// `ss -tinH` output: a line per socket (`recv-q send-q local peer`), then an indented
+/// line of its TCP info.
+pub fn parse_ss(text: &str) -> BTreeMap<u16, u64> {
+    let mut out = BTreeMap::new();
+    let mut peer: Option<u16> = None;
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            peer = line
+                .split_whitespace()
+                .nth(3)
+                .and_then(|p| p.rsplit(':').next()?.parse().ok());
+        } else if let Some(p) = peer.take() {
+            if let Some(n) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("data_segs_in:")?.parse().ok())
+            {
+                out.insert(p, n);
+            }
+        }
+    }
+    out
 }
 
 /// Raises this process's open-file soft limit to the hard limit (children inherit it)
@@ -247,5 +287,15 @@ mod tests {
         let s = sample(std::process::id()).unwrap();
         assert!(s.rss_kib > 0 && s.threads >= 1 && s.fds > 0);
         assert!(cpu_percent(&s, &s, Duration::from_secs(1)) == 0.0);
+    }
+
+    #[test]
+    fn ss_lines() {
+        let t = "0      0      127.0.0.1:6399 127.0.0.1:43004\n\t bbr wscale:10,10 rto:204 \
+                 segs_out:2 segs_in:4 data_segs_out:1 data_segs_in:7 bbr:(bw:1bps)\n\
+                 0      0      127.0.0.1:6399 127.0.0.1:43010\n\t cubic data_segs_in:3\n";
+        let m = parse_ss(t);
+        assert_eq!(m.get(&43004), Some(&7));
+        assert_eq!(m.get(&43010), Some(&3));
     }
 }

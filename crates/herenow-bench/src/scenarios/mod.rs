@@ -181,6 +181,7 @@ impl RedisPhase {
         self.monitor.as_ref().map(MonitorStats::script_commands)
     }
 
+    /// Exchanges with Redis (bursts of commands, see `redis::BURST_GAP_SECS`).
     pub fn batches(&self) -> Option<u64> {
         self.monitor
             .as_ref()
@@ -210,7 +211,7 @@ impl RedisPhase {
         json!({
             "per": unit,
             "sent": self.sent().map(norm),
-            "round_trips_est": self.batches().map(norm),
+            "exchanges_est": self.batches().map(norm),
             "in_scripts": self.in_scripts().map(norm),
             "commandstats_total": norm(self.total()),
             "commands_processed": norm(self.processed),

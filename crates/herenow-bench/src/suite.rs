@@ -584,7 +584,13 @@ pub fn markdown(h: &Header, ran: &[Ran]) -> String {
         if !rows.is_empty() {
             let _ = writeln!(s, "| Figure | Value |\n|---|---|");
             for (k, v) in rows {
-                let _ = writeln!(s, "| {k} | {} |", v.replace('|', "\\|"));
+                // Keys too: commandstats names such as `client|id` carry a pipe.
+                let _ = writeln!(
+                    s,
+                    "| {} | {} |",
+                    k.replace('|', "\\|"),
+                    v.replace('|', "\\|")
+                );
             }
             s.push('\n');
         }

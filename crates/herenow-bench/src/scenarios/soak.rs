@@ -230,6 +230,14 @@ pub async fn run(c: &Common, a: &SoakArgs) -> Result<Outcome> {
                 "commands_by_name": m.client_by_command(),
             }));
         }
+        // The kernel's count of each instance's writes to Redis, on the report's rows.
+        o.set(
+            "redis_tcp_writes_per_heartbeat",
+            per_inst
+                .iter()
+                .map(|v| v["tcp_writes_per_heartbeat"].clone())
+                .collect::<Vec<_>>(),
+        );
         o.set("redis_per_instance", per_inst);
         o.set(
             "redis_liveness",

@@ -9,8 +9,9 @@
 //!   shared machine reads, pings wait behind queued snapshots, sockets go stale;
 //! - in waves with pauses between them: after a quiet interval the room's throttle
 //!   broadcasts each change at once again, and in a room of thousands the next join is
-//!   only processed after that broadcast's frames went out, so joins never again come
-//!   10 to an interval and each one costs a broadcast to the whole room (N^2/2 frames).
+//!   only processed after that broadcast's frames went out; with a fixed burst (10 per
+//!   interval, the server before 4cdd064) joins then never again came 10 to an interval
+//!   and each one cost a broadcast to the whole room (N^2/2 frames).
 //!
 //! So joins go out as a steady stream: sockets are opened ahead (a few dozen, well
 //! within the hello timeout) and their hellos leave at `--join-rate` per second from a

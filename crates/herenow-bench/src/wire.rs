@@ -682,18 +682,21 @@ mod tests {
         assert_eq!(sync, fs);
     }
 
+    /// Every server message of the golden fixtures.
+    const SERVER_FIXTURES: [&str; 8] = [
+        "v1/server.presence.json",
+        "v1/server.error.json",
+        "v2/server.presence.json",
+        "v2/server.diff.json",
+        "v2/server.error.json",
+        "v2/server.event.json",
+        "v2/server.event.typing.json",
+        "v2/server.pong.json",
+    ];
+
     #[test]
     fn every_server_fixture_decodes() {
-        for p in [
-            "v1/server.presence.json",
-            "v1/server.error.json",
-            "v2/server.presence.json",
-            "v2/server.diff.json",
-            "v2/server.error.json",
-            "v2/server.event.json",
-            "v2/server.event.typing.json",
-            "v2/server.pong.json",
-        ] {
+        for p in SERVER_FIXTURES {
             let text = fixture(p);
             let f = Frame::parse(&text).unwrap_or_else(|e| panic!("{p}: {e:?}"));
             assert!(!f.kind.is_empty(), "{p}");
@@ -815,19 +818,7 @@ mod tests {
 
     #[test]
     fn the_scanner_reads_what_serde_reads() {
-        let mut frames: Vec<String> = [
-            "v1/server.presence.json",
-            "v1/server.error.json",
-            "v2/server.presence.json",
-            "v2/server.diff.json",
-            "v2/server.error.json",
-            "v2/server.event.json",
-            "v2/server.event.typing.json",
-            "v2/server.pong.json",
-        ]
-        .iter()
-        .map(|p| fixture(p))
-        .collect();
+        let mut frames: Vec<String> = SERVER_FIXTURES.iter().map(|p| fixture(p)).collect();
         frames.extend(
             [
                 // Whitespace anywhere JSON allows it, escapes, nested and odd values.

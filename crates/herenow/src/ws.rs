@@ -215,15 +215,6 @@ impl From<String> for Text {
     }
 }
 
-impl From<&'static str> for Text {
-    fn from(s: &'static str) -> Text {
-        Text {
-            head: Bytes::from_static(s.as_bytes()),
-            tail: None,
-        }
-    }
-}
-
 /// Ranges of at most [`FRAGMENT_BYTES`] covering `text`, cut on character boundaries.
 fn chunks(text: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     let mut start = 0;

@@ -113,7 +113,8 @@ export async function installConsumer(app: string, work: string): Promise<string
     const manifest = JSON.parse(readFileSync(join(REPO, "packages", name, "package.json"), "utf8")) as {
       dependencies?: Record<string, string>;
     };
-    if (JSON.stringify(entry.dependencies ?? {}) !== JSON.stringify(manifest.dependencies ?? {})) {
+    const sorted = (deps: Record<string, string> = {}) => JSON.stringify(Object.entries(deps).sort());
+    if (sorted(entry.dependencies) !== sorted(manifest.dependencies)) {
       throw new Error(
         `@herenow/${name}'s dependencies changed since e2e/consumers/${app}/package-lock.json was written: ` +
           "run `make consumer-locks` and commit the lockfiles",

@@ -3,7 +3,7 @@
 //! ```text
 //!  browser tab ──ws──▶ session.rs ──▶ hub.rs ──▶ store/ (PresenceStore trait)
 //!   (one task per socket: reader,     (this process's    memory.rs: one process
-//!    bounded outbox, membership       sockets per room,  redis.rs:  every instance,
+//!    bounded outbox, membership       sockets per room,  redis/:    every instance,
 //!    guard)                           roster mirror,     Lua scripts + pub/sub
 //!                                     coalesced broadcast)
 //! ```

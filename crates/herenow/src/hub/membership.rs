@@ -4,10 +4,12 @@
 //! A tab is a socket, keyed by the hello's id. A socket that closes without 1000 keeps
 //! its slot for the grace window; one that comes back with the same tab id inside it
 //! takes the slot over, so a reload is no change at all. A member's entry counts its
-//! slots (`tabs`) and carries the hints and state the newest tab gave. Pure bookkeeping:
-//! no store, no sockets, no clock of its own.
+//! slots (`tabs`) and carries the hints and state the newest tab gave. Members whose
+//! entry may differ from what the store holds are kept in a dirty set, so one write
+//! carries every change made since the last (a burst of joins is one store call). Pure
+//! bookkeeping: no store, no sockets, no clock of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio::time::Instant;
 
@@ -38,6 +40,8 @@ pub(super) struct Local {
     slots: Vec<Slot>,
     /// What the store last accepted from us, so unchanged entries are not rewritten.
     stored: Option<Entry>,
+    /// The store version of the change that last wrote it (0: never written).
+    written: u64,
 }
 
 impl Local {
@@ -54,23 +58,19 @@ impl Local {
         self.desired() != self.stored
     }
 
-    /// The store accepted `entry` (or the removal, for `None`).
-    pub(super) fn stored(&mut self, entry: Option<Entry>) {
+    /// The store accepted `entry` (or the removal, for `None`) in `version`.
+    pub(super) fn stored(&mut self, entry: Option<Entry>, version: u64) {
         self.stored = entry;
+        self.written = version;
+    }
+
+    /// The store version of the change that last wrote this entry.
+    pub(super) fn written(&self) -> u64 {
+        self.written
     }
 
     pub(super) fn is_stored(&self) -> bool {
         self.stored.is_some()
-    }
-
-    /// New hints and/or state from one of the member's tabs.
-    pub(super) fn update(&mut self, user: Option<UserHints>, state: Option<RawJson>) {
-        if let Some(user) = user {
-            self.entry.user = user;
-        }
-        if let Some(state) = state {
-            self.entry.state = state;
-        }
     }
 }
 
@@ -78,6 +78,8 @@ impl Local {
 #[derive(Debug, Default)]
 pub(super) struct Members {
     by_id: HashMap<Id, Local>,
+    /// Ids whose entry may need writing.
+    dirty: HashSet<Id>,
 }
 
 impl Members {
@@ -87,6 +89,48 @@ impl Members {
 
     pub(super) fn get_mut(&mut self, id: &Id) -> Option<&mut Local> {
         self.by_id.get_mut(id)
+    }
+
+    /// New hints and/or state from one of `id`'s tabs (none for an unknown id, such as
+    /// a viewer's). Returns whether the store needs a write.
+    pub(super) fn update(
+        &mut self,
+        id: &Id,
+        user: Option<UserHints>,
+        state: Option<RawJson>,
+    ) -> bool {
+        let Some(local) = self.by_id.get_mut(id) else {
+            return false;
+        };
+        if let Some(user) = user {
+            local.entry.user = user;
+        }
+        if let Some(state) = state {
+            local.entry.state = state;
+        }
+        self.mark(id)
+    }
+
+    /// Note `id` for the next write if its entry needs one; returns whether it does.
+    fn mark(&mut self, id: &Id) -> bool {
+        let needs = self.by_id.get(id).is_some_and(Local::needs_write);
+        if needs {
+            self.dirty.insert(id.clone());
+        }
+        needs
+    }
+
+    /// Every entry to write now, as `PresenceStore::write` takes them (the dirty set is
+    /// empty afterwards).
+    pub(super) fn take_dirty(&mut self) -> Vec<(Id, Option<crate::room::Entry>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|id| {
+                let local = self.by_id.get(&id)?;
+                local.needs_write().then(|| (id.clone(), local.desired()))
+            })
+            .collect()
     }
 
     pub(super) fn contains(&self, id: &Id) -> bool {
@@ -126,6 +170,7 @@ impl Members {
             },
             slots: Vec::new(),
             stored: None,
+            written: 0,
         });
         let reclaimed = local
             .slots
@@ -150,7 +195,7 @@ impl Members {
         if join.state != RawJson::empty_object() {
             local.entry.state = join.state.clone();
         }
-        local.needs_write()
+        self.mark(&join.id)
     }
 
     /// `socket` of `id` is gone: its slot waits until `grace_until` for the tab to come
@@ -179,7 +224,7 @@ impl Members {
             }
             Leave::Now => {
                 local.slots.swap_remove(at);
-                local.needs_write()
+                self.mark(id)
             }
         }
     }
@@ -194,7 +239,7 @@ impl Members {
         local
             .slots
             .retain(|s| !matches!(s.held, Held::Grace(until) if until <= now));
-        local.slots.len() != before && local.needs_write()
+        local.slots.len() != before && self.mark(id)
     }
 
     /// Forget `id` once it has no slot and the store holds nothing of it.
@@ -227,9 +272,10 @@ mod tests {
     }
 
     fn mark_stored(m: &mut Members, id: &str) {
+        m.take_dirty();
         let local = m.get_mut(&Id::from(id)).unwrap();
         let desired = local.desired();
-        local.stored(desired);
+        local.stored(desired, 1);
     }
 
     fn tabs(m: &Members, id: &str) -> u32 {
@@ -278,7 +324,8 @@ mod tests {
         assert!(local.needs_write(), "the store still holds it");
         m.prune(&"a".into());
         assert!(m.contains(&"a".into()), "kept until the store forgot it");
-        m.get_mut(&"a".into()).unwrap().stored(None);
+        assert_eq!(m.take_dirty(), vec![(Id::from("a"), None)]);
+        m.get_mut(&"a".into()).unwrap().stored(None, 2);
         m.prune(&"a".into());
         assert!(m.is_empty());
         // An unknown socket or id changes nothing.

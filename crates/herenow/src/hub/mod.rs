@@ -82,6 +82,10 @@ pub enum Leave {
 
 type SocketId = u64;
 
+/// Feed items taken at once at most: changes already waiting are applied together and
+/// each room sent on once (bounded, so events and other rooms never wait long).
+const FEED_BATCH: usize = 256;
+
 struct Room {
     mirror: Mirror,
     peers: Peers,
@@ -149,14 +153,10 @@ impl Membership {
 
     /// Replace this member's state and/or display hints (a viewer has none).
     pub async fn update(&self, user: Option<UserHints>, state: Option<RawJson>) {
-        {
-            let mut room = self.cell.lock();
-            let Some(local) = room.members.get_mut(&self.id) else {
-                return;
-            };
-            local.update(user, state);
+        let write = self.cell.lock().members.update(&self.id, user, state);
+        if write {
+            self.hub.write(&self.cell, &self.id).await;
         }
-        self.hub.write(&self.cell, &self.id).await;
     }
 
     /// Send an event to every other socket of the room, on every instance.
@@ -413,53 +413,81 @@ impl Hub {
         }
     }
 
-    /// Apply a store change to the mirror (see [`Mirror::apply`]).
+    /// Apply a store change to the mirror (see [`Mirror::apply`]); true when the mirror
+    /// moved and the caller should send it on ([`Hub::changed`]).
     fn apply(
         self: &Arc<Self>,
         cell: &Arc<RoomCell>,
         room: &mut Room,
         change: Change,
         from_feed: bool,
-    ) {
+    ) -> bool {
         match room.mirror.apply(change, from_feed) {
-            Step::Changed => self.changed(cell, room),
-            Step::Unchanged => {}
-            Step::Reread => self.spawn_read(cell, Reason::Gap),
+            Step::Changed => true,
+            Step::Unchanged => false,
+            Step::Reread => {
+                self.spawn_read(cell, Reason::Gap);
+                false
+            }
         }
     }
 
+    /// The store's feed: changes, events, resubscriptions, reconnects. Changes already
+    /// waiting are applied together and each room is sent on once, so a room another
+    /// instance changes in a burst costs its sockets one frame, not one per change.
     async fn run_feed(self: Arc<Self>, mut feed: FeedReceiver) {
-        while let Some(item) = feed.recv().await {
-            match item {
-                Feed::Change { room, change } => {
-                    if let Some(cell) = self.held(&room) {
-                        let mut guard = cell.lock();
-                        self.apply(&cell, &mut guard, change, true);
+        let mut batch = Vec::with_capacity(FEED_BATCH);
+        while feed.recv_many(&mut batch, FEED_BATCH).await > 0 {
+            let mut moved: Vec<Arc<RoomCell>> = Vec::new();
+            for item in batch.drain(..) {
+                self.take(item, &mut moved);
+            }
+            for cell in moved {
+                self.changed(&cell, &mut cell.lock());
+            }
+        }
+    }
+
+    /// One feed item; a room whose mirror moved is added to `moved`.
+    fn take(self: &Arc<Self>, item: Feed, moved: &mut Vec<Arc<RoomCell>>) {
+        match item {
+            Feed::Change { room, change } => {
+                if let Some(cell) = self.held(&room) {
+                    let changed = self.apply(&cell, &mut cell.lock(), change, true);
+                    if changed && !moved.iter().any(|c| Arc::ptr_eq(c, &cell)) {
+                        moved.push(cell);
                     }
                 }
-                Feed::Event { room, event } => {
-                    if let Some(cell) = self.held(&room) {
-                        let msg = RoomEvent {
-                            room_id: room,
-                            from: event.from,
-                            event: event.event,
-                            data: event.data,
-                        };
-                        self.deliver_event(&cell.lock(), &msg, None);
+            }
+            Feed::Event { room, event } => {
+                if let Some(cell) = self.held(&room) {
+                    let msg = RoomEvent {
+                        room_id: room,
+                        from: event.from,
+                        event: event.event,
+                        data: event.data,
+                    };
+                    let mut guard = cell.lock();
+                    // The room's earlier changes go out first: an event never overtakes
+                    // the join of the member who sent it.
+                    if let Some(at) = moved.iter().position(|c| Arc::ptr_eq(c, &cell)) {
+                        moved.swap_remove(at);
+                        self.changed(&cell, &mut guard);
                     }
+                    self.deliver_event(&guard, &msg, None);
                 }
-                Feed::Resync { room } => {
-                    if let Some(cell) = self.held(&room) {
-                        self.spawn_read(&cell, Reason::Subscribed);
-                    }
+            }
+            Feed::Resync { room } => {
+                if let Some(cell) = self.held(&room) {
+                    self.spawn_read(&cell, Reason::Subscribed);
                 }
-                Feed::Reconnected => {
-                    tracing::info!("store is back: re-registering this instance's members");
-                    let now = Instant::now();
-                    for cell in self.cells() {
-                        self.recover(&cell, &mut cell.lock(), now);
-                        self.spawn_repair(&cell);
-                    }
+            }
+            Feed::Reconnected => {
+                tracing::info!("store is back: re-registering this instance's members");
+                let now = Instant::now();
+                for cell in self.cells() {
+                    self.recover(&cell, &mut cell.lock(), now);
+                    self.spawn_repair(&cell);
                 }
             }
         }

@@ -17,86 +17,101 @@ use tokio::time::Instant;
 use super::mirror::{Read, Reason};
 use super::{Hub, Room, RoomCell, Timer};
 use crate::protocol::Id;
-use crate::room::{Op, RoomState, Stamped};
+use crate::room::{Entry, Op, RoomState, Stamped};
 
 impl Hub {
-    /// Bring the store in line with this instance's entry for `id`. Returns the store
-    /// version that includes the write; `None` when nothing needed writing or the store
-    /// is away (the mirror then has the change already).
+    /// Bring the store in line with this instance's entry for `id`, and with every other
+    /// entry of the room that changed meanwhile: the gate's holder writes all of them in
+    /// one call, so the writes queued behind it find theirs done. Returns the store version
+    /// that includes `id`'s entry; `None` when the store is away (the mirror then has the
+    /// change already).
     pub(super) async fn write(self: &Arc<Self>, cell: &Arc<RoomCell>, id: &Id) -> Option<u64> {
         let _gate = cell.writes.lock().await;
-        let desired = {
+        let batch = {
             let mut room = cell.lock();
             if self.is_draining() {
                 return None;
             }
-            let local = room.members.get(id)?;
-            if !local.needs_write() {
-                return None;
+            let batch = room.members.take_dirty();
+            if batch.is_empty() {
+                // Written by an earlier holder of the gate (or nothing to write).
+                return room.members.get(id).map(|l| l.written());
             }
-            let desired = local.desired();
             if room.mirror.is_adrift() {
                 // The store is away: its repair will write everything at once.
-                self.apply_own(cell, &mut room, id, desired);
-                room.members.prune(id);
-                drop(room);
-                self.maybe_retire(cell);
+                self.apply_own(cell, &mut room, &batch);
+                self.settle(cell, room, &batch);
                 return None;
             }
-            desired
+            batch
         };
-        let result = match &desired {
-            Some(entry) => self.store.upsert(&cell.id, id, entry).await.map(Some),
-            None => self.store.remove(&cell.id, id).await,
-        };
+        let result = self.store.write(&cell.id, &batch).await;
         let mut room = cell.lock();
         let version = match result {
             Ok(change) => {
-                if let Some(local) = room.members.get_mut(id) {
-                    local.stored(desired);
+                let version = change.as_ref().map_or(0, |c| c.version);
+                for (written, desired) in &batch {
+                    if let Some(local) = room.members.get_mut(written) {
+                        local.stored(desired.clone(), version);
+                    }
                 }
-                change.map(|change| {
-                    let version = change.version;
-                    self.apply(cell, &mut room, change, false);
-                    version
-                })
+                if let Some(change) = change {
+                    if self.apply(cell, &mut room, change, false) {
+                        self.changed(cell, &mut room);
+                    }
+                }
+                room.members.get(id).map(|l| l.written())
             }
             Err(err) => {
                 tracing::warn!(room = %cell.id, %err, "store write failed; serving the local roster until it is back");
                 let room = &mut *room;
                 let local = local_state(room, self.store.instance());
                 room.mirror.drift(&cell.id, || local);
-                self.apply_own(cell, room, id, desired);
+                self.apply_own(cell, room, &batch);
                 None
             }
         };
-        room.members.prune(id);
-        drop(room);
-        self.maybe_retire(cell);
+        self.settle(cell, room, &batch);
         version
     }
 
-    /// Show a change of our own entry that the store did not take.
+    /// After a write: forget members that are gone, and the room if it is empty.
+    fn settle(
+        &self,
+        cell: &Arc<RoomCell>,
+        mut room: std::sync::MutexGuard<'_, Room>,
+        batch: &[(Id, Option<Entry>)],
+    ) {
+        for (id, _) in batch {
+            room.members.prune(id);
+        }
+        drop(room);
+        self.maybe_retire(cell);
+    }
+
+    /// Show changes of our own entries that the store did not take.
     fn apply_own(
         self: &Arc<Self>,
         cell: &Arc<RoomCell>,
         room: &mut Room,
-        id: &Id,
-        desired: Option<crate::room::Entry>,
+        batch: &[(Id, Option<Entry>)],
     ) {
-        let instance = self.store.instance().clone();
-        let op = match desired {
-            Some(entry) => Op::Upsert {
-                instance,
-                id: id.clone(),
-                entry,
-            },
-            None => Op::Remove {
-                instance,
-                id: id.clone(),
-            },
-        };
-        room.mirror.apply_local(&[op]);
+        let instance = self.store.instance();
+        let ops: Vec<Op> = batch
+            .iter()
+            .map(|(id, desired)| match desired {
+                Some(entry) => Op::Upsert {
+                    instance: instance.clone(),
+                    id: id.clone(),
+                    entry: entry.clone(),
+                },
+                None => Op::Remove {
+                    instance: instance.clone(),
+                    id: id.clone(),
+                },
+            })
+            .collect();
+        room.mirror.apply_local(&ops);
         self.changed(cell, room);
     }
 
@@ -123,11 +138,13 @@ impl Hub {
             // The store answers again, and may have lost what the others wrote: from now
             // on they get one lease to write it again before what it lacks counts as gone.
             self.recover(cell, &mut room, Instant::now());
+            let version = result.ok().flatten().map_or(0, |c| c.version);
+            room.members.take_dirty();
             let ids: Vec<Id> = room.members.iter().map(|(id, _)| id.clone()).collect();
             for id in &ids {
                 if let Some(local) = room.members.get_mut(id) {
                     let desired = local.desired();
-                    local.stored(desired);
+                    local.stored(desired, version);
                 }
                 room.members.prune(id);
             }

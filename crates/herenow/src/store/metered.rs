@@ -49,12 +49,12 @@ impl PresenceStore for MeteredStore {
         self.inner.take_feed()
     }
 
-    async fn upsert(&self, room: &RoomId, id: &Id, entry: &Entry) -> Result<Change, StoreError> {
-        self.timed(self.inner.upsert(room, id, entry)).await
-    }
-
-    async fn remove(&self, room: &RoomId, id: &Id) -> Result<Option<Change>, StoreError> {
-        self.timed(self.inner.remove(room, id)).await
+    async fn write(
+        &self,
+        room: &RoomId,
+        entries: &[(Id, Option<Entry>)],
+    ) -> Result<Option<Change>, StoreError> {
+        self.timed(self.inner.write(room, entries)).await
     }
 
     async fn register(

@@ -74,6 +74,11 @@ pub struct Change {
 pub struct RoomState {
     pub version: u64,
     pub entries: Vec<Stamped>,
+    /// Instances that wrote the room since it last appeared in the store (see
+    /// `PresenceStore`): after a store lost its data, the others have not written their
+    /// entries again yet.
+    #[serde(default)]
+    pub writers: Vec<InstanceId>,
 }
 
 /// How [`Roster::apply`] took a change.
@@ -132,8 +137,8 @@ pub enum Keep<'a> {
     /// The state is the whole truth: drop them.
     Nothing,
     /// The store may have lost them (it restarted, or came back from an outage): keep the
-    /// entries of every instance but this one until their instance had time to write them
-    /// again. This instance's own entries are its own to know.
+    /// entries of every instance but this one that has not written the room again (is not
+    /// one of the state's writers). This instance's own entries are its own to know.
     Others(&'a InstanceId),
 }
 
@@ -282,7 +287,7 @@ impl Roster {
         if let Keep::Others(me) = keep {
             for (id, member) in &self.members {
                 for (instance, entry, stamp) in &member.entries {
-                    if instance == me {
+                    if instance == me || state.writers.contains(instance) {
                         continue;
                     }
                     let entries = grouped.entry(id.clone()).or_default();
@@ -361,6 +366,7 @@ impl Roster {
         RoomState {
             version: self.store_version,
             entries,
+            writers: Vec::new(),
         }
     }
 }

@@ -215,11 +215,11 @@ async fn a_restart_that_loses_the_data_is_repaired_by_registering_again() {
         "the data is gone"
     );
     // What the hub does on Reconnected.
-    a.register(&r, &[(id("x"), entry("X"))])
+    a.register(&r, &[(id("x"), Some(entry("X")))])
         .await
         .unwrap()
         .unwrap();
-    c.register(&r, &[(id("y"), entry("Y"))])
+    c.register(&r, &[(id("y"), Some(entry("Y")))])
         .await
         .unwrap()
         .unwrap();
@@ -256,14 +256,18 @@ async fn a_restart_that_keeps_the_data_reaps_no_live_instance() {
     server.restart();
     recovered(&mut feed_c, std::slice::from_ref(&r)).await;
     assert_eq!(
-        c.register(&r, &[(id("y"), entry("Y"))]).await.unwrap(),
+        c.register(&r, &[(id("y"), Some(entry("Y")))])
+            .await
+            .unwrap(),
         None,
         "the data was kept"
     );
     sleep(LEASE / 2).await;
     let a = store(urls, false, &prefix, "a");
     assert_eq!(
-        a.register(&r, &[(id("x"), entry("X"))]).await.unwrap(),
+        a.register(&r, &[(id("x"), Some(entry("X")))])
+            .await
+            .unwrap(),
         None
     );
 
@@ -380,7 +384,9 @@ async fn an_instance_stalled_past_its_lease_writes_its_entries_again() {
                 matches!(f, Feed::Reconnected).then_some(())
             })
             .await;
-            a.register(&room_a, &[(id("x"), entry("X"))]).await.unwrap()
+            a.register(&room_a, &[(id("x"), Some(entry("X")))])
+                .await
+                .unwrap()
         })
     });
     assert_eq!(change(&mut feed_c).await.1.version, 1);

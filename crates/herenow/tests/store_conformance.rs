@@ -298,7 +298,13 @@ async fn register_makes_this_instances_entries_exact(b: Backend) {
     a.upsert(&r, &id("y"), &entry("Y", 1)).await.unwrap();
     c.upsert(&r, &id("x"), &entry("X on c", 1)).await.unwrap();
     let change = a
-        .register(&r, &[(id("y"), entry("Y", 1)), (id("z"), entry("Z", 1))])
+        .register(
+            &r,
+            &[
+                (id("y"), Some(entry("Y", 1))),
+                (id("z"), Some(entry("Z", 1))),
+            ],
+        )
         .await
         .unwrap()
         .expect("x goes, z comes");
@@ -306,7 +312,13 @@ async fn register_makes_this_instances_entries_exact(b: Backend) {
     assert_eq!(removed(&change), pairs(&[("a", "x")]));
     assert_eq!(upserted(&change), pairs(&[("a", "z")]), "y was equal");
     let again = a
-        .register(&r, &[(id("y"), entry("Y", 1)), (id("z"), entry("Z", 1))])
+        .register(
+            &r,
+            &[
+                (id("y"), Some(entry("Y", 1))),
+                (id("z"), Some(entry("Z", 1))),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(again, None, "nothing to change");
@@ -316,6 +328,31 @@ async fn register_makes_this_instances_entries_exact(b: Backend) {
     let last = a.register(&r, &[]).await.unwrap().unwrap();
     assert_eq!(removed(&last).len(), 2);
     assert_eq!(c.snapshot(&r).await.unwrap().entries.len(), 1);
+}
+
+async fn a_register_names_what_this_instance_removed_and_marks_a_writer(b: Backend) {
+    let (a, c) = (b.store("a"), b.store("c"));
+    let r = room("writers");
+    c.upsert(&r, &id("held"), &entry("H", 1)).await.unwrap();
+    let state = c.snapshot(&r).await.unwrap();
+    assert_eq!(state.writers, vec![herenow::room::InstanceId::from("c")]);
+    // A heartbeat alone does not make a writer.
+    a.heartbeat(std::slice::from_ref(&r)).await.unwrap();
+    assert!(!c.snapshot(&r).await.unwrap().writers.contains(&"a".into()));
+    // a removed "gone" while it could not write; the store never had it. The change
+    // still names the removal, so instances that show it learn it is gone.
+    let change = a
+        .register(&r, &[(id("kept"), Some(entry("K", 1))), (id("gone"), None)])
+        .await
+        .unwrap()
+        .expect("a change");
+    assert_eq!(removed(&change), pairs(&[("a", "gone")]));
+    assert_eq!(upserted(&change), pairs(&[("a", "kept")]));
+    let state = c.snapshot(&r).await.unwrap();
+    let mut writers: Vec<String> = state.writers.iter().map(|w| w.to_string()).collect();
+    writers.sort();
+    assert_eq!(writers, ["a", "c"]);
+    assert_eq!(state.entries.len(), 2);
 }
 
 async fn an_empty_room_leaves_nothing_behind(b: Backend) {
@@ -522,6 +559,7 @@ suite!(
     a_batch_of_writes_is_one_change,
     entries_are_per_instance,
     register_makes_this_instances_entries_exact,
+    a_register_names_what_this_instance_removed_and_marks_a_writer,
     an_empty_room_leaves_nothing_behind,
     the_feed_echoes_every_change_in_version_order,
     events_reach_only_the_other_instances,

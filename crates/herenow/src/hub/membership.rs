@@ -120,6 +120,21 @@ impl Members {
         needs
     }
 
+    /// A register of `entries` succeeded in `version`: each member still as registered
+    /// is stored; one that changed meanwhile stays to be written. Gone members go.
+    pub(super) fn registered(&mut self, entries: &[(Id, Option<Entry>)], version: u64) {
+        for (id, entry) in entries {
+            let Some(local) = self.by_id.get_mut(id) else {
+                continue;
+            };
+            if local.desired() == *entry {
+                local.stored(entry.clone(), version);
+                self.dirty.remove(id);
+            }
+            self.prune(id);
+        }
+    }
+
     /// Every entry to write now, as `PresenceStore::write` takes them (the dirty set is
     /// empty afterwards).
     pub(super) fn take_dirty(&mut self) -> Vec<(Id, Option<crate::room::Entry>)> {
@@ -149,11 +164,16 @@ impl Members {
         self.by_id.iter()
     }
 
-    /// Every entry the store should hold for this instance, as `register` takes them.
-    pub(super) fn desired(&self) -> Vec<(Id, Entry)> {
+    /// Every entry the store should hold for this instance, as `register` takes them:
+    /// with `None` for those the store holds (or held, before it lost its data) but
+    /// should not any more.
+    pub(super) fn to_register(&self) -> Vec<(Id, Option<Entry>)> {
         self.by_id
             .iter()
-            .filter_map(|(id, l)| l.desired().map(|e| (id.clone(), e)))
+            .filter_map(|(id, l)| match l.desired() {
+                Some(entry) => Some((id.clone(), Some(entry))),
+                None => l.stored.is_some().then(|| (id.clone(), None)),
+            })
             .collect()
     }
 

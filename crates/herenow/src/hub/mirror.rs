@@ -94,6 +94,15 @@ pub(super) enum Reason {
     Off,
     /// This instance has just written all its entries again.
     Repaired,
+    /// The same, and the store counts anew (it lost the room): the snapshot replaces the
+    /// mirror even if its version is lower.
+    Renumbered,
+}
+
+impl Reason {
+    fn after_repair(self) -> bool {
+        matches!(self, Reason::Repaired | Reason::Renumbered)
+    }
 }
 
 /// What [`Mirror::read`] made of a snapshot.
@@ -196,6 +205,20 @@ impl Mirror {
         };
     }
 
+    /// This instance's entries are all in the store again: writes may go to it once
+    /// more, and re-reads can be trusted (a read still follows, to show the others').
+    pub(super) fn settle(&mut self) {
+        if let Mirror::Adrift { .. } = self {
+            let Mirror::Adrift { view } = std::mem::replace(self, Mirror::Retired) else {
+                unreachable!("matched above")
+            };
+            *self = Mirror::Live {
+                view,
+                lag: Lag::InStep,
+            };
+        }
+    }
+
     /// Apply ops the store did not make (it is away): one step for clients.
     pub(super) fn apply_local(&mut self, ops: &[Op]) {
         if let Some(view) = self.view_mut() {
@@ -272,10 +295,14 @@ impl Mirror {
                 };
                 return Read::Replaced { renumbered: false };
             }
-            Mirror::Adrift { .. } if reason != Reason::Repaired => return Read::Repair,
+            Mirror::Adrift { .. } if !reason.after_repair() => return Read::Repair,
             Mirror::Live { view, .. } | Mirror::Adrift { view } => view,
         };
-        if reason != Reason::Repaired {
+        if reason == Reason::Repaired && state.version < view.roster.store_version() {
+            // A read that crossed changes the mirror has already applied.
+            return Read::Ignored;
+        }
+        if !reason.after_repair() {
             if state.version < view.roster.store_version() {
                 // Older than the mirror: either a read that crossed newer changes, or,
                 // when the heartbeats say the store is behind, a store that lost them.
@@ -375,6 +402,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, (inst, id))| stamped(inst, id, i as u64 + 1))
                 .collect(),
+            writers: Vec::new(),
         }
     }
 
@@ -444,7 +472,7 @@ mod tests {
         m.recover(t0 + lease);
         // Ours are back; b has not written yet: its members stay.
         let ours_only = state(1, &[("a", "a1"), ("a", "a2")]);
-        let read = m.read(&room(), ours_only, Reason::Repaired, &me, &ours, t0);
+        let read = m.read(&room(), ours_only, Reason::Renumbered, &me, &ours, t0);
         assert_eq!(read, Read::Replaced { renumbered: true });
         assert_eq!(ids(&m), ["a1", "a2", "b1", "b2"]);
         let view = m.view_mut().unwrap();

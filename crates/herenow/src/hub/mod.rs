@@ -486,8 +486,7 @@ impl Hub {
                 tracing::info!("store is back: re-registering this instance's members");
                 let now = Instant::now();
                 for cell in self.cells() {
-                    self.recover(&cell, &mut cell.lock(), now);
-                    self.spawn_repair(&cell);
+                    self.lost(&cell, &mut cell.lock(), now);
                 }
             }
         }

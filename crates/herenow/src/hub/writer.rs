@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::mirror::{Read, Reason};
 use super::{Hub, Room, RoomCell, Timer};
 use crate::protocol::Id;
-use crate::room::{Entry, Op, RoomState, Stamped};
+use crate::room::{Entry, Op, RoomState, Roster, Stamped};
 
 impl Hub {
     /// Bring the store in line with this instance's entry for `id`, and with every other
@@ -117,14 +117,16 @@ impl Hub {
 
     /// Make the store hold exactly this instance's entries of the room, then re-read it.
     pub(super) async fn repair(self: &Arc<Self>, cell: &Arc<RoomCell>) {
+        let renumbered;
         {
             let _gate = cell.writes.lock().await;
-            let entries = {
+            let (entries, before) = {
                 let room = cell.lock();
                 if self.is_draining() || room.mirror.is_retired() {
                     return;
                 }
-                room.members.desired()
+                let before = room.mirror.roster().map_or(0, Roster::store_version);
+                (room.members.to_register(), before)
             };
             let result = self.store.register(&cell.id, &entries).await;
             let mut room = cell.lock();
@@ -135,21 +137,25 @@ impl Hub {
                 room.mirror.drift(&cell.id, || local);
                 return;
             }
+            room.mirror.settle();
             // The store answers again, and may have lost what the others wrote: from now
             // on they get one lease to write it again before what it lacks counts as gone.
             self.recover(cell, &mut room, Instant::now());
-            let version = result.ok().flatten().map_or(0, |c| c.version);
-            room.members.take_dirty();
-            let ids: Vec<Id> = room.members.iter().map(|(id, _)| id.clone()).collect();
-            for id in &ids {
-                if let Some(local) = room.members.get_mut(id) {
-                    let desired = local.desired();
-                    local.stored(desired, version);
-                }
-                room.members.prune(id);
-            }
+            let change = result.ok().flatten();
+            // The store's numbering started again (it lost the room) when the register
+            // came before what the mirror had seen; else a snapshot older than the
+            // mirror is only a read that crossed newer changes.
+            renumbered = change.as_ref().is_some_and(|c| c.version <= before);
+            // Members that changed while the register was out stay to be written.
+            room.members
+                .registered(&entries, change.map_or(0, |c| c.version));
         }
-        self.read(cell, Reason::Repaired).await;
+        let reason = if renumbered {
+            Reason::Renumbered
+        } else {
+            Reason::Repaired
+        };
+        self.read(cell, reason).await;
         self.maybe_retire(cell);
     }
 
@@ -192,14 +198,23 @@ impl Hub {
             }
             Read::Repair => {
                 tracing::info!(room = %cell.id, ?reason, "the store lost entries of this room: writing them again");
-                self.recover(cell, room, now);
-                self.spawn_repair(cell);
+                self.lost(cell, room, now);
             }
             Read::Ignored => {}
         }
     }
 
-    /// The store may have lost the room: keep other instances' entries for a lease.
+    /// The store may have lost the room (it reconnected, or a read found our entries
+    /// gone): until this instance has written all its entries again, its writes are shown
+    /// here only (the mirror drifts), and other instances' entries are kept for a lease.
+    pub(super) fn lost(self: &Arc<Self>, cell: &Arc<RoomCell>, room: &mut Room, now: Instant) {
+        let local = local_state(room, self.store.instance());
+        room.mirror.drift(&cell.id, || local);
+        self.recover(cell, room, now);
+        self.spawn_repair(cell);
+    }
+
+    /// Keep other instances' entries that the store lacks for a lease from `now`.
     pub(super) fn recover(self: &Arc<Self>, cell: &Arc<RoomCell>, room: &mut Room, now: Instant) {
         let until = now + self.settings.lease;
         room.mirror.recover(until);
@@ -235,6 +250,7 @@ impl Hub {
 fn local_state(room: &Room, instance: &crate::room::InstanceId) -> RoomState {
     RoomState {
         version: 0,
+        writers: Vec::new(),
         entries: room
             .members
             .iter()

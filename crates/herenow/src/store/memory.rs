@@ -183,7 +183,7 @@ impl PresenceStore for MemoryStore {
     async fn register(
         &self,
         room: &RoomId,
-        entries: &[(Id, Entry)],
+        entries: &[(Id, Option<Entry>)],
     ) -> Result<Option<Change>, StoreError> {
         let mut b = self.backend.lock();
         if entries.is_empty() && !b.rooms.contains_key(room) {
@@ -191,10 +191,11 @@ impl PresenceStore for MemoryStore {
         }
         let data = b.rooms.entry(room.clone()).or_default();
         self.touch(data);
+        let wanted = |id: &Id| entries.iter().any(|(e, entry)| e == id && entry.is_some());
         let mut ops: Vec<Op> = data
             .entries
             .keys()
-            .filter(|(inst, id)| *inst == self.instance && !entries.iter().any(|(e, _)| e == id))
+            .filter(|(inst, id)| *inst == self.instance && !wanted(id))
             .map(|(instance, id)| Op::Remove {
                 instance: instance.clone(),
                 id: id.clone(),
@@ -202,12 +203,19 @@ impl PresenceStore for MemoryStore {
             .collect();
         for (id, entry) in entries {
             let held = data.entries.get(&(self.instance.clone(), id.clone()));
-            if held.map(|(e, _)| e) != Some(entry) {
-                ops.push(Op::Upsert {
+            match entry {
+                Some(entry) if held.map(|(e, _)| e) != Some(entry) => ops.push(Op::Upsert {
                     instance: self.instance.clone(),
                     id: id.clone(),
                     entry: entry.clone(),
-                });
+                }),
+                Some(_) => {}
+                // Named even when the store no longer holds it (see the trait).
+                None if held.is_none() => ops.push(Op::Remove {
+                    instance: self.instance.clone(),
+                    id: id.clone(),
+                }),
+                None => {}
             }
         }
         if ops.is_empty() && data.entries.is_empty() {
@@ -233,6 +241,7 @@ impl PresenceStore for MemoryStore {
                     stamp: *stamp,
                 })
                 .collect(),
+            writers: data.leases.keys().cloned().collect(),
         })
     }
 
@@ -245,7 +254,10 @@ impl PresenceStore for MemoryStore {
                 versions.push((room.clone(), 0));
                 continue;
             };
-            self.touch(data);
+            // Refresh, never add: only a write makes an instance one of the room's writers.
+            if let Some(at) = data.leases.get_mut(&self.instance) {
+                *at = now;
+            }
             let expired: Vec<InstanceId> = data
                 .leases
                 .iter()

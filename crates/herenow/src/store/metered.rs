@@ -60,7 +60,7 @@ impl PresenceStore for MeteredStore {
     async fn register(
         &self,
         room: &RoomId,
-        entries: &[(Id, Entry)],
+        entries: &[(Id, Option<Entry>)],
     ) -> Result<Option<Change>, StoreError> {
         self.timed(self.inner.register(room, entries)).await
     }

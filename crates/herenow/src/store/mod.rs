@@ -78,6 +78,10 @@ pub struct StoreHealth {
 /// - Removal is idempotent: removing an absent entry, or from an unknown room, is
 ///   `Ok(None)`. An unknown room reads as empty at version 0. A room whose last entry
 ///   goes leaves nothing behind (its version starts again from 0).
+/// - A snapshot names the room's writers: the instances that wrote the room (any write
+///   or register; a heartbeat is not one) since it last appeared in the store. After a
+///   store lost its data, an instance that is not one of them has not written its entries
+///   again yet.
 /// - Liveness: an instance's entries in a room stay while it refreshes that room at least
 ///   once per lease ([`PresenceStore::heartbeat`]; any write to the room counts too).
 ///   Entries of an instance that stopped refreshing are removed by whichever instance
@@ -114,12 +118,15 @@ pub trait PresenceStore: Send + Sync + 'static {
         self.write(room, &[(id.clone(), None)]).await
     }
 
-    /// Make this instance's entries in `room` exactly `entries` (after a reconnect: what
-    /// the store may have lost, or still holds from before, is set right in one change).
+    /// Make this instance's entries in `room` exactly the `Some` ones of `entries` (after
+    /// a reconnect: what the store may have lost, or still holds from before, is set right
+    /// in one change). An id with `None` is one this instance removed while it could not
+    /// write: the change names its removal even if the store no longer holds it, so
+    /// instances that still show it learn it is gone.
     async fn register(
         &self,
         room: &RoomId,
-        entries: &[(Id, Entry)],
+        entries: &[(Id, Option<Entry>)],
     ) -> Result<Option<Change>, StoreError>;
 
     /// The whole room, every instance's entries, at one version.

@@ -265,7 +265,7 @@ impl PresenceStore for RedisStore {
     async fn register(
         &self,
         room: &RoomId,
-        entries: &[(Id, Entry)],
+        entries: &[(Id, Option<Entry>)],
     ) -> Result<Option<Change>, StoreError> {
         let inv = self.inner.register_call(room, entries)?;
         self.inner.mutate(&inv).await

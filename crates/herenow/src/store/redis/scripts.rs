@@ -114,6 +114,22 @@ struct StoredEntry {
 /// One room's heartbeat: its version, and the change its pruning made, if any.
 pub(super) type Touched = Result<(u64, Option<Change>), StoreError>;
 
+/// Pairs of presence id and entry JSON, or an empty string for a removal: the arguments
+/// of write.lua and register.lua.
+fn push_entries(
+    inv: &mut ScriptInvocation<'_>,
+    entries: &[(Id, Option<Entry>)],
+) -> Result<(), StoreError> {
+    for (id, entry) in entries {
+        inv.arg(&**id);
+        match entry {
+            Some(entry) => inv.arg(to_json(entry)?),
+            None => inv.arg(""),
+        };
+    }
+    Ok(())
+}
+
 fn to_json(value: &impl Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Protocol(e.to_string()))
 }
@@ -138,32 +154,24 @@ impl Inner {
         entries: &[(Id, Option<Entry>)],
     ) -> Result<ScriptInvocation<'_>, StoreError> {
         let mut inv = self.room_call(&self.scripts.write, room);
-        for (id, entry) in entries {
-            inv.arg(&**id);
-            match entry {
-                Some(entry) => inv.arg(to_json(entry)?),
-                None => inv.arg(""),
-            };
-        }
+        push_entries(&mut inv, entries)?;
         Ok(inv)
     }
 
     pub(super) fn register_call(
         &self,
         room: &RoomId,
-        entries: &[(Id, Entry)],
+        entries: &[(Id, Option<Entry>)],
     ) -> Result<ScriptInvocation<'_>, StoreError> {
         let mut inv = self.room_call(&self.scripts.register, room);
-        for (id, entry) in entries {
-            inv.arg(&**id).arg(to_json(entry)?);
-        }
+        push_entries(&mut inv, entries)?;
         Ok(inv)
     }
 
     pub(super) fn snapshot_call(&self, room: &RoomId) -> ScriptInvocation<'_> {
-        let [_, meta, version, _] = self.keys.room(room);
+        let [_, meta, version, seen] = self.keys.room(room);
         let mut inv = self.scripts.snapshot.prepare_invoke();
-        inv.key(meta).key(version);
+        inv.key(meta).key(version).key(seen);
         inv
     }
 
@@ -282,6 +290,16 @@ pub(super) fn parse_snapshot(values: Vec<Value>) -> Result<RoomState, StoreError
         Some(v) => FromRedisValue::from_redis_value(v).map_err(|e| bad(&e))?,
         None => 0,
     };
+    let writers: usize = match values.next() {
+        Some(v) => FromRedisValue::from_redis_value(v).map_err(|e| bad(&e))?,
+        None => 0,
+    };
+    let mut writer_ids = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let v = values.next().ok_or_else(|| bad(&"writers cut short"))?;
+        let w: String = FromRedisValue::from_redis_value(v).map_err(|e| bad(&e))?;
+        writer_ids.push(InstanceId::from(w));
+    }
     let mut entries = Vec::new();
     while let (Some(field), Some(value)) = (values.next(), values.next()) {
         let field: String = FromRedisValue::from_redis_value(field).map_err(|e| bad(&e))?;
@@ -297,5 +315,9 @@ pub(super) fn parse_snapshot(values: Vec<Value>) -> Result<RoomState, StoreError
             stamp: stored.stamp,
         });
     }
-    Ok(RoomState { version, entries })
+    Ok(RoomState {
+        version,
+        entries,
+        writers: writer_ids,
+    })
 }

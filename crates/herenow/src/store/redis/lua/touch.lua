@@ -13,7 +13,10 @@
 if not room_exists() then
   return { 0, '' }
 end
-touch()
+-- Refresh, never add: an instance becomes one of the room's writers (snapshot.lua) only
+-- by writing, so after Redis lost the room its heartbeat cannot pass for having written
+-- its entries again.
+redis.call('ZADD', seen, 'XX', now_text, me)
 local gone = {}
 local any = false
 for i = 6, #ARGV, 2 do

@@ -2,7 +2,7 @@
 //!
 //! Every scenario starts its own herenow instances (and `redis-server` when it needs
 //! one) on free loopback ports, drives them through the wire protocol alone (protocol 1
-//! or 2 of DESIGN.md, no dependency on the server crate), prints one JSON line and exits
+//! or 2 of docs/ARCHITECTURE.md, no dependency on the server crate), prints one JSON line and exits
 //! non-zero when a correctness check fails (`--strict`: also when a target is missed).
 //! `suite` runs them all and writes `docs/BENCHMARKS.md` with its plots.
 //!

@@ -1,4 +1,4 @@
-//! The wire protocol as a client sees it, written from DESIGN.md and the golden fixtures,
+//! The wire protocol as a client sees it, written from docs/ARCHITECTURE.md and the golden fixtures,
 //! independent of the `herenow` crate so the tool also measures other servers that speak
 //! protocol 1.
 //!
@@ -547,7 +547,7 @@ impl Roster {
         }
     }
 
-    /// Applies one decoded frame, following DESIGN.md: a snapshot replaces everything; a
+    /// Applies one decoded frame, following docs/ARCHITECTURE.md: a snapshot replaces everything; a
     /// diff applies only on top of the version it names (left, then joined, then updated).
     pub fn apply(&mut self, f: &Frame) -> Applied {
         let mut out = Applied::default();

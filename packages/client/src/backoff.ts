@@ -1,7 +1,7 @@
 /**
  * What to do after a socket closes: retry after how long, or stop.
  *
- * The rules are DESIGN.md's close codes. A plain backoff starts at 1 s (sooner than the
+ * The rules are the close codes of docs/ARCHITECTURE.md. A plain backoff starts at 1 s (sooner than the
  * server's 3 s grace window, so a dropped connection usually comes back before anyone sees
  * a leave) and doubles to 30 s; jitter spreads a whole room's reconnects after a server
  * restart so they do not arrive in one burst.

@@ -1,5 +1,5 @@
 /**
- * The wire protocol, mirrored by hand from the server's `protocol.rs` (see DESIGN.md).
+ * The wire protocol, mirrored by hand from the server's `protocol.rs` (see docs/ARCHITECTURE.md).
  *
  * The golden messages in `fixtures/protocol/` are the contract: the tests decode every one
  * of them with the functions below, so the two sides cannot drift silently. Decoding is
@@ -131,7 +131,7 @@ export type ErrorCode =
   | "rate_limited"
   | (string & {});
 
-/** Close codes with a meaning for the client (DESIGN.md, "Close codes"). */
+/** Close codes with a meaning for the client (docs/ARCHITECTURE.md, "Wire protocol"). */
 export const CloseCode = {
   /** Sent by the client: leave now, no grace window. */
   Normal: 1000,

@@ -3,7 +3,7 @@
  *
  * `applySnapshot` and `applyDiff` never mutate their input and return deeply frozen
  * rosters, so a UI can compare them by reference and nobody can edit one by accident.
- * The version rules come from DESIGN.md: a diff applies only on top of the version it was
+ * The version rules come from docs/ARCHITECTURE.md: a diff applies only on top of the version it was
  * computed from (`prev`); anything else is either old news or a gap that needs a `sync`.
  */
 import type { DiffMsg, PresenceMsg, User } from "./protocol";

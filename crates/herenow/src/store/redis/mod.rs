@@ -297,16 +297,12 @@ impl PresenceStore for RedisStore {
         lock(&self.feed_rx).take()
     }
 
-    async fn upsert(&self, room: &RoomId, id: &Id, entry: &Entry) -> Result<Change, StoreError> {
-        let inv = self.inner.upsert_call(room, id, entry)?;
-        self.inner
-            .mutate(&inv)
-            .await?
-            .ok_or_else(|| StoreError::Protocol("an upsert changed nothing".into()))
-    }
-
-    async fn remove(&self, room: &RoomId, id: &Id) -> Result<Option<Change>, StoreError> {
-        let inv = self.inner.remove_call(room, id);
+    async fn write(
+        &self,
+        room: &RoomId,
+        entries: &[(Id, Option<Entry>)],
+    ) -> Result<Option<Change>, StoreError> {
+        let inv = self.inner.write_call(room, entries)?;
         self.inner.mutate(&inv).await
     }
 

@@ -54,8 +54,7 @@ impl Keys {
 
 /// The scripts, each loaded by SHA (and loaded again after a Redis restart).
 pub(super) struct Scripts {
-    pub(super) upsert: Script,
-    pub(super) remove: Script,
+    pub(super) write: Script,
     pub(super) register: Script,
     pub(super) touch: Script,
     pub(super) snapshot: Script,
@@ -66,8 +65,7 @@ impl Scripts {
     pub(super) fn new() -> Scripts {
         let room = |body: &str| Script::new(&format!("{ROOM_PRELUDE}\n{body}"));
         Scripts {
-            upsert: room(include_str!("lua/upsert.lua")),
-            remove: room(include_str!("lua/remove.lua")),
+            write: room(include_str!("lua/write.lua")),
             register: room(include_str!("lua/register.lua")),
             touch: room(include_str!("lua/touch.lua")),
             snapshot: Script::new(include_str!("lua/snapshot.lua")),
@@ -75,10 +73,9 @@ impl Scripts {
         }
     }
 
-    pub(super) fn all(&self) -> [&Script; 6] {
+    pub(super) fn all(&self) -> [&Script; 5] {
         [
-            &self.upsert,
-            &self.remove,
+            &self.write,
             &self.register,
             &self.touch,
             &self.snapshot,
@@ -135,21 +132,20 @@ impl Inner {
         inv
     }
 
-    pub(super) fn upsert_call(
+    pub(super) fn write_call(
         &self,
         room: &RoomId,
-        id: &Id,
-        entry: &Entry,
+        entries: &[(Id, Option<Entry>)],
     ) -> Result<ScriptInvocation<'_>, StoreError> {
-        let mut inv = self.room_call(&self.scripts.upsert, room);
-        inv.arg(&**id).arg(to_json(entry)?);
+        let mut inv = self.room_call(&self.scripts.write, room);
+        for (id, entry) in entries {
+            inv.arg(&**id);
+            match entry {
+                Some(entry) => inv.arg(to_json(entry)?),
+                None => inv.arg(""),
+            };
+        }
         Ok(inv)
-    }
-
-    pub(super) fn remove_call(&self, room: &RoomId, id: &Id) -> ScriptInvocation<'_> {
-        let mut inv = self.room_call(&self.scripts.remove, room);
-        inv.arg(&**id);
-        inv
     }
 
     pub(super) fn register_call(

@@ -1,7 +1,7 @@
 # herenow: the two contract commands are `make run` and `make test` (see README.md).
 # Everything else here serves them. Works on a fresh Debian machine with Rust, Node and
-# npm: redis-server and chromium are installed from apt when missing (as root), or the
-# target stops and names the package to install.
+# npm: redis-server, openssl and chromium are installed from apt when missing (as root),
+# or the target stops and names the package to install.
 
 SHELL := /bin/bash
 PORT ?= 3000
@@ -83,8 +83,10 @@ bench-smoke: build-debug deps-redis
 	  --out $(CARGO_TARGET_DIR)/bench-smoke/BENCHMARKS.md --plots $(CARGO_TARGET_DIR)/bench-smoke
 
 # ---- system packages -----------------------------------------------------------------
+# redis-server (with redis-cli), and openssl for the certificates of the TLS tests.
 deps-redis:
 	@command -v redis-server >/dev/null || $(call apt_install,redis-server)
+	@command -v openssl >/dev/null || $(call apt_install,openssl)
 
 deps-chromium:
 	@test -x /usr/bin/chromium || $(call apt_install,chromium)

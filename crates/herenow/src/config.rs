@@ -37,9 +37,16 @@ pub struct Config {
     #[arg(long, env = "INSTANCE_ID")]
     pub instance_id: Option<String>,
 
-    /// Redis URL (redis://host:port/db). Unset: the in-memory store, one process.
+    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS (a managed
+    /// Redis such as Upstash). Unset: the in-memory store, one process.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// PEM file of the CA that signed the Redis server's certificate, for a private CA
+    /// (rediss:// only). Unset: the built-in public roots (Mozilla's), which managed
+    /// Redis services are signed by, so no system certificate store is needed.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Talk to a Redis Cluster (REDIS_URL may list several seed nodes, comma-separated).
     #[arg(long, env = "REDIS_CLUSTER", default_value_t = false)]
@@ -280,6 +287,7 @@ mod tests {
         assert!(c.warnings().is_empty());
         assert_eq!(c.redis_prefix, "presence");
         assert!(c.redis_url.is_none() && !c.redis_cluster && c.static_dir.is_none());
+        assert!(c.redis_ca_file.is_none());
         assert_eq!(c.log_format, LogFormat::Pretty);
         c.check().unwrap();
         // A crashed instance is gone everywhere within 10 s by default.

@@ -34,17 +34,15 @@ struct App {
 }
 
 /// Serve on an already-bound `listener` (tests bind port 0) until `shutdown` resolves,
-/// then close every socket with 1012 and return within the drain time.
+/// then close every socket with 1012 and return within the drain time. Redis settings
+/// that can never work fail the start ([`store::open`]; the error holds a
+/// [`store::redis::StartError`]).
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let instance = config
-        .instance_id
-        .clone()
-        .unwrap_or_else(random_instance_id);
-    let store = store::from_config(&config, instance.into());
+    let store = store::open(&config).await.map_err(std::io::Error::other)?;
     serve_with_store(listener, config, store, shutdown).await
 }
 
@@ -82,12 +80,6 @@ pub async fn serve_with_store(
             }
         })
         .await
-}
-
-fn random_instance_id() -> String {
-    use rand::Rng;
-    let n: u64 = rand::rng().random();
-    format!("i{n:016x}")
 }
 
 fn router(app: App, static_dir: Option<PathBuf>) -> Router {

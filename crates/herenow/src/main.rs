@@ -17,19 +17,30 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     config.check().map_err(anyhow::Error::msg)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries the one listening line, whatever is logged
+    // before it (connecting to Redis comes first).
     match config.log_format {
-        LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
+            .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .init(),
     }
     raise_open_files_limit();
+    // Before listening: Redis settings that can never work stop the start, in one line.
+    let store = herenow::store::open(&config).await.unwrap_or_else(|err| {
+        eprintln!("error: {err}");
+        std::process::exit(1)
+    });
     let listener = bind(SocketAddr::new(config.host, config.port))
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     // The one stdout line: scripts and tests read the port from it.
     println!("herenow listening on http://{}", listener.local_addr()?);
-    herenow::serve(listener, config, shutdown_signal()).await?;
+    herenow::http::serve_with_store(listener, config, store, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -1,15 +1,17 @@
-//! Several herenow instances on one Redis (and on a Redis Cluster): what a user sees
+//! Several herenow instances on one Redis (on a Redis Cluster, and on a Redis reached
+//! over TLS with a password and a private CA, as a managed one is): what a user sees
 //! must not depend on which instance their socket landed on. In-process servers on
 //! port 0, one real `herenow` process for the crash test, real `redis-server`s.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::redis::{unique_prefix, RedisCluster, RedisServer};
+use common::redis::{unique_prefix, RedisCluster, RedisServer, Setup};
 use common::{test_config, TestClient, TestServer, WAIT};
 use herenow::config::Config;
 use serde_json::json;
@@ -17,6 +19,7 @@ use tokio::time::{sleep, Instant};
 
 static REDIS: OnceLock<RedisServer> = OnceLock::new();
 static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+static TLS: OnceLock<RedisServer> = OnceLock::new();
 
 /// Where the instances of one test keep their rooms.
 #[derive(Clone)]
@@ -24,6 +27,8 @@ struct Target {
     url: String,
     cluster: bool,
     prefix: String,
+    /// `REDIS_CA_FILE`: set for the TLS server (and only for it).
+    ca_file: Option<PathBuf>,
 }
 
 impl Target {
@@ -32,6 +37,7 @@ impl Target {
             url: REDIS.get_or_init(RedisServer::start).url(),
             cluster: false,
             prefix: unique_prefix(test),
+            ca_file: None,
         }
     }
 
@@ -40,6 +46,18 @@ impl Target {
             url: CLUSTER.get_or_init(RedisCluster::start).url(),
             cluster: true,
             prefix: unique_prefix(test),
+            ca_file: None,
+        }
+    }
+
+    /// `rediss://default:PASSWORD@127.0.0.1:PORT` with `REDIS_CA_FILE`.
+    fn tls(test: &str) -> Target {
+        let server = TLS.get_or_init(|| RedisServer::start_with(Setup::tls_with_password()));
+        Target {
+            url: server.url(),
+            cluster: false,
+            prefix: unique_prefix(test),
+            ca_file: server.setup.ca_file(),
         }
     }
 
@@ -51,6 +69,7 @@ impl Target {
         c.redis_url = Some(self.url.clone());
         c.redis_cluster = self.cluster;
         c.redis_prefix = self.prefix.clone();
+        c.redis_ca_file = self.ca_file.clone();
         c.instance_id = Some(instance.into());
         c.stale_ms = 10_000;
         c.check().unwrap();
@@ -82,6 +101,10 @@ impl Target {
         .collect();
         if self.cluster {
             args.push("--redis-cluster".into());
+        }
+        if let Some(ca) = &self.ca_file {
+            args.push("--redis-ca-file".into());
+            args.push(ca.display().to_string());
         }
         args
     }
@@ -133,6 +156,8 @@ fn room_keys(t: &Target, room: &str) -> Vec<String> {
     let pattern = format!("{}:{{{room}}}:*", t.prefix);
     if t.cluster {
         CLUSTER.get().unwrap().keys(&pattern)
+    } else if t.ca_file.is_some() {
+        TLS.get().unwrap().keys(&pattern)
     } else {
         REDIS.get().unwrap().keys(&pattern)
     }
@@ -341,6 +366,7 @@ async fn redis_rosters_converge_after_an_outage() {
         url: server.lock().unwrap().url(),
         cluster: false,
         prefix: unique_prefix("outage"),
+        ca_file: None,
     };
     let (down, up) = (server.clone(), server.clone());
     rosters_converge_after_redis_comes_back(
@@ -359,6 +385,7 @@ async fn cluster_rosters_converge_after_an_outage() {
         url: cluster.lock().unwrap().url(),
         cluster: true,
         prefix: unique_prefix("outage"),
+        ca_file: None,
     };
     let (down, up) = (cluster.clone(), cluster.clone());
     rosters_converge_after_redis_comes_back(
@@ -385,6 +412,14 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(super::Target::cluster(stringify!($test))).await;
+                }
+            )*
+        }
+        mod tls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Target::tls(stringify!($test))).await;
                 }
             )*
         }

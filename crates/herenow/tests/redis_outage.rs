@@ -1,6 +1,8 @@
 //! The Redis store through outages, at the store level: Redis down at start, stopped and
 //! restarted without its data and with it, connections dropped under a single node and
-//! under one node of a cluster. Real `redis-server` processes, shortened timings.
+//! under one node of a cluster (and under a server that refuses `CLIENT`, as some
+//! managed services do), a password changed after start. Real `redis-server`
+//! processes, shortened timings.
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::{unique_prefix, RedisCluster, RedisServer};
+use common::redis::{unique_prefix, RedisCluster, RedisServer, Setup};
 use herenow::protocol::{Id, RawJson, RoomId, UserHints};
 use herenow::room::{Change, Entry, Op};
 use herenow::store::redis::{RedisOptions, RedisStore};
@@ -42,6 +44,7 @@ fn store_with(
             lease: LEASE,
             reap: REAP,
             heartbeat,
+            ca_file: None,
         },
         instance.into(),
     ))
@@ -340,6 +343,81 @@ async fn every_room_resubscribes(
 async fn dropped_connections_resubscribe_every_room() {
     let server = RedisServer::start();
     every_room_resubscribes(vec![server.url()], false, || server.kill_clients(), 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_client_id_is_supervised_all_the_same() {
+    // As a managed Redis that renames or denies CLIENT: liveness and silent reconnects
+    // must then be told another way (HELLO's connection id).
+    let server = RedisServer::start_with(Setup {
+        client_command: Some("herenow-test-client".into()),
+        ..Setup::default()
+    });
+    let refused = server.cli(&["CLIENT", "ID"]);
+    assert!(refused.contains("unknown command"), "{refused}");
+    every_room_resubscribes(vec![server.url()], false, || server.kill_clients(), 10).await;
+    let prefix = unique_prefix("no-client");
+    let a = store(vec![server.url()], false, &prefix, "a");
+    let r = room("no-client");
+    a.heartbeat(std::slice::from_ref(&r)).await.unwrap();
+    assert!(a.health().connected, "{}", a.health().detail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_changed_after_start_is_an_outage_that_says_so() {
+    let mut server = RedisServer::start_with(Setup {
+        password: Some("first-pw".into()),
+        ..Setup::default()
+    });
+    let options = RedisOptions {
+        urls: vec![server.url()],
+        cluster: false,
+        prefix: unique_prefix("rotated"),
+        lease: LEASE,
+        reap: REAP,
+        heartbeat: HEARTBEAT,
+        ca_file: None,
+    };
+    let a: Arc<dyn PresenceStore> = Arc::new(
+        RedisStore::open(options, "a".into())
+            .await
+            .expect("the password is right at start"),
+    );
+    assert!(a.health().connected, "{}", a.health().detail);
+    let mut feed = a.take_feed().unwrap();
+    let r = room("rotated");
+    a.watch(&r);
+    resynced(&mut feed, &r).await;
+
+    // The password is rotated and the connection drops: no exit, an outage that names
+    // its cause.
+    server.cli(&["CONFIG", "SET", "requirepass", "second-pw"]);
+    server.setup.password = Some("second-pw".into());
+    server.kill_clients();
+    until_down(&a).await;
+    let deadline = Instant::now() + WAIT;
+    while !a.health().detail.contains("WRONGPASS") {
+        assert!(Instant::now() < deadline, "{}", a.health().detail);
+        sleep(Duration::from_millis(20)).await;
+    }
+    let detail = a.health().detail;
+    assert!(
+        detail.contains("check the user name and password in REDIS_URL"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("serving local rosters, reconnecting"),
+        "{detail}"
+    );
+    assert!(!detail.contains("first-pw"), "{detail}");
+    assert!(a.upsert(&r, &id("x"), &entry("X")).await.is_err());
+
+    // Back to the password it knows: it recovers on its own.
+    server.cli(&["CONFIG", "SET", "requirepass", "first-pw"]);
+    server.setup.password = Some("first-pw".into());
+    recovered(&mut feed, std::slice::from_ref(&r)).await;
+    assert!(a.health().connected, "{}", a.health().detail);
+    a.upsert(&r, &id("x"), &entry("X")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

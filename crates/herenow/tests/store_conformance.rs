@@ -1,14 +1,16 @@
 //! One contract, every store: the same tests run against the memory store, Redis, and a
-//! Redis Cluster (see the `PresenceStore` doc comment for the contract itself). Each
-//! test plays two or three instances on one shared backend; the Redis ones share one
-//! server (and one cluster) per test process, each test under its own key prefix.
+//! Redis Cluster, each of the two also over TLS with a password (`rediss://` and a
+//! private CA, as a managed Redis is reached; see the `PresenceStore` doc comment for
+//! the contract itself). Each test plays two or three instances on one shared backend;
+//! the Redis ones share one server (and one cluster) of each kind per test process,
+//! each test under its own key prefix.
 
 mod common;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::redis::{unique_prefix, RedisCluster, RedisServer};
+use common::redis::{unique_prefix, RedisCluster, RedisServer, Setup};
 use herenow::protocol::{Id, RawJson, RoomId, UserHints};
 use herenow::room::{Change, Entry, Op};
 use herenow::store::memory::{MemoryBackend, MemoryStore};
@@ -25,12 +27,18 @@ const WAIT: Duration = Duration::from_secs(5);
 
 static REDIS: OnceLock<RedisServer> = OnceLock::new();
 static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+static TLS: OnceLock<RedisServer> = OnceLock::new();
+static TLS_CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Memory,
     Redis,
     Cluster,
+    /// One node, TLS only, with a password.
+    Tls,
+    /// A cluster, TLS only (the bus too), with a password.
+    TlsCluster,
 }
 
 /// Instances of one store kind sharing one backend.
@@ -49,6 +57,12 @@ impl Backend {
             Kind::Cluster => {
                 CLUSTER.get_or_init(RedisCluster::start);
             }
+            Kind::Tls => {
+                TLS.get_or_init(|| RedisServer::start_with(Setup::tls_with_password()));
+            }
+            Kind::TlsCluster => {
+                TLS_CLUSTER.get_or_init(|| RedisCluster::start_with(Setup::tls_with_password()));
+            }
             Kind::Memory => {}
         }
         Backend {
@@ -59,7 +73,7 @@ impl Backend {
     }
 
     fn store(&self, instance: &str) -> Arc<dyn PresenceStore> {
-        let redis = |urls: Vec<String>, cluster: bool| -> Arc<dyn PresenceStore> {
+        let redis = |urls: Vec<String>, cluster: bool, setup: &Setup| -> Arc<dyn PresenceStore> {
             Arc::new(RedisStore::new(
                 RedisOptions {
                     urls,
@@ -68,6 +82,7 @@ impl Backend {
                     lease: LEASE,
                     reap: REAP,
                     heartbeat: HEARTBEAT,
+                    ca_file: setup.ca_file(),
                 },
                 instance.into(),
             ))
@@ -78,8 +93,22 @@ impl Backend {
                 instance.into(),
                 LEASE,
             )),
-            Kind::Redis => redis(vec![REDIS.get().unwrap().url()], false),
-            Kind::Cluster => redis(CLUSTER.get().unwrap().urls(), true),
+            Kind::Redis => {
+                let server = REDIS.get().unwrap();
+                redis(vec![server.url()], false, &server.setup)
+            }
+            Kind::Cluster => {
+                let cluster = CLUSTER.get().unwrap();
+                redis(cluster.urls(), true, &cluster.nodes[0].setup)
+            }
+            Kind::Tls => {
+                let server = TLS.get().unwrap();
+                redis(vec![server.url()], false, &server.setup)
+            }
+            Kind::TlsCluster => {
+                let cluster = TLS_CLUSTER.get().unwrap();
+                redis(cluster.urls(), true, &cluster.nodes[0].setup)
+            }
         }
     }
 
@@ -92,6 +121,8 @@ impl Backend {
                 .collect(),
             Kind::Redis => REDIS.get().unwrap().keys(&pattern),
             Kind::Cluster => CLUSTER.get().unwrap().keys(&pattern),
+            Kind::Tls => TLS.get().unwrap().keys(&pattern),
+            Kind::TlsCluster => TLS_CLUSTER.get().unwrap().keys(&pattern),
         }
     }
 }
@@ -547,6 +578,22 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(super::Backend::new(super::Kind::Cluster, stringify!($test))).await;
+                }
+            )*
+        }
+        mod tls {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::new(super::Kind::Tls, stringify!($test))).await;
+                }
+            )*
+        }
+        mod tls_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::new(super::Kind::TlsCluster, stringify!($test))).await;
                 }
             )*
         }

@@ -160,15 +160,30 @@ impl fmt::Debug for dyn PresenceStore {
     }
 }
 
-/// The store the configuration asks for: memory by default, Redis with `REDIS_URL`.
-/// Never fails because a backend is down: a Redis store starts disconnected and
-/// recovers on its own. Call it inside a Tokio runtime (the Redis store starts its
-/// background tasks).
-pub fn from_config(config: &crate::config::Config, instance: InstanceId) -> Arc<dyn PresenceStore> {
+/// The store the configuration asks for: memory by default, Redis with `REDIS_URL`,
+/// under `INSTANCE_ID` or a random name. Fails only on Redis settings that can never
+/// work ([`redis::StartError`]: a bad URL or CA file, a refused password or
+/// certificate on the first attempt); a Redis that is merely down is no error: the
+/// store starts disconnected and recovers on its own. Call it inside a Tokio runtime
+/// (the Redis store starts its background tasks).
+pub async fn open(
+    config: &crate::config::Config,
+) -> Result<Arc<dyn PresenceStore>, redis::StartError> {
+    let instance: InstanceId = config
+        .instance_id
+        .clone()
+        .unwrap_or_else(random_instance_id)
+        .into();
     if let Some(options) = redis::RedisOptions::from_config(config) {
-        return Arc::new(redis::RedisStore::new(options, instance));
+        return Ok(Arc::new(redis::RedisStore::open(options, instance).await?));
     }
     // The memory store has one instance: its lease is only a safety net, so it is the
     // member staleness limit rather than the shared-store lease.
-    Arc::new(memory::MemoryStore::new(instance, config.stale()))
+    Ok(Arc::new(memory::MemoryStore::new(instance, config.stale())))
+}
+
+fn random_instance_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("i{n:016x}")
 }

@@ -1,16 +1,20 @@
 //! Real `redis-server` processes for tests: one node, or a three-node cluster, on free
-//! loopback ports. A server is killed when its handle drops, and a watchdog shell kills
-//! it too if the test process dies first (a panic in another thread, an abort), so no
-//! test leaves a Redis behind. Tests sharing a server use [`unique_prefix`] keys.
+//! loopback ports, as plain Redis or as people run it in production ([`Setup`]: TLS
+//! only, with certificates [`TestCerts`] makes with `openssl`; a password; `CLIENT`
+//! renamed away, as some managed services deny it). A server is killed when its handle
+//! drops, and a watchdog shell kills it too if the test process dies first (a panic in
+//! another thread, an abort), so no test leaves a Redis behind. Tests sharing a server
+//! use [`unique_prefix`] keys.
 //!
 //! The calls block briefly (they run `redis-cli`): use them from multi-threaded Tokio
 //! tests so the stores' background tasks keep running meanwhile.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -37,6 +41,213 @@ pub fn require_redis() {
     );
 }
 
+/// Is `openssl` installed? `make test` installs it (`deps-redis`).
+pub fn require_openssl() {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "openssl is missing: run `make test` (installs it) or `apt-get install openssl`"
+    );
+}
+
+/// Certificates for TLS tests, made with `openssl` in a temp dir that goes with them:
+/// a CA, a server certificate it signed for 127.0.0.1 and localhost (also a client
+/// certificate: cluster nodes present it to each other on the TLS bus), and a second CA
+/// that signed nothing a server here presents.
+pub struct TestCerts {
+    dir: PathBuf,
+    /// The CA that signed the server's certificate (what `REDIS_CA_FILE` names).
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A CA nobody here is signed by.
+    pub other_ca: PathBuf,
+}
+
+impl TestCerts {
+    pub fn make() -> Arc<TestCerts> {
+        require_openssl();
+        let dir = std::env::temp_dir().join(format!(
+            "herenow-certs-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // P-256 keys: made in milliseconds, unlike RSA.
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (name, cn) in [("ca", "herenow test CA"), ("other", "another CA")] {
+            let (key, pem, subj) = (
+                format!("{name}.key"),
+                format!("{name}.pem"),
+                format!("/CN={cn}"),
+            );
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+            args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+            openssl(&args);
+        }
+        let mut args = vec!["req", "-new"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(&args);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n",
+        )
+        .expect("write server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Arc::new(TestCerts {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            other_ca: dir.join("other.pem"),
+            dir,
+        })
+    }
+}
+
+impl Drop for TestCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How a server is run, beyond plain Redis.
+#[derive(Clone, Default)]
+pub struct Setup {
+    /// TLS only (`--port 0 --tls-port`), with these certificates; clients need not
+    /// present one.
+    pub tls: Option<Arc<TestCerts>>,
+    /// `requirepass`: the `default` user's password.
+    pub password: Option<String>,
+    /// `CLIENT` renamed to this name, as a managed Redis that denies it: to herenow the
+    /// command is unknown, while [`RedisServer::kill_clients`] still works.
+    pub client_command: Option<String>,
+}
+
+impl Setup {
+    /// TLS with fresh certificates, and a password.
+    pub fn tls_with_password() -> Setup {
+        Setup {
+            tls: Some(TestCerts::make()),
+            password: Some("s3cret-pw".into()),
+            client_command: None,
+        }
+    }
+
+    /// The server side of this setup.
+    fn server_args(&self, port: u16) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |a: &[&str]| args.extend(a.iter().map(|s| s.to_string()));
+        match &self.tls {
+            Some(certs) => {
+                push(&["--port", "0", "--tls-port", &port.to_string()]);
+                push(&[
+                    "--tls-cert-file",
+                    path(&certs.cert),
+                    "--tls-key-file",
+                    path(&certs.key),
+                ]);
+                push(&[
+                    "--tls-ca-cert-file",
+                    path(&certs.ca),
+                    "--tls-auth-clients",
+                    "no",
+                ]);
+            }
+            None => push(&["--port", &port.to_string()]),
+        }
+        if let Some(pw) = &self.password {
+            push(&["--requirepass", pw, "--masterauth", pw]);
+        }
+        if let Some(name) = &self.client_command {
+            push(&["--rename-command", "CLIENT", name]);
+        }
+        args
+    }
+
+    /// `redis-cli` flags (and environment) that reach a server of this setup.
+    fn cli(&self, cmd: &mut Command) {
+        if let Some(certs) = &self.tls {
+            cmd.args(["--tls", "--cacert", path(&certs.ca)]);
+        }
+        if let Some(pw) = &self.password {
+            cmd.env("REDISCLI_AUTH", pw);
+        }
+    }
+
+    /// `redis://` or `rediss://`, with the password, for `127.0.0.1:port`.
+    fn url(&self, port: u16) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let auth = match &self.password {
+            Some(pw) => format!("default:{pw}@"),
+            None => String::new(),
+        };
+        format!("{scheme}://{auth}127.0.0.1:{port}")
+    }
+
+    /// The CA file a client needs (`REDIS_CA_FILE`).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|c| c.ca.clone())
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
 /// A loopback port that is free, and whose cluster bus port (+10000) is free too.
 fn free_port() -> u16 {
     for _ in 0..200 {
@@ -55,29 +266,43 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    pub setup: Setup,
 }
 
 impl RedisServer {
     /// A server that keeps nothing on disk.
     pub fn start() -> RedisServer {
-        RedisServer::launch(&["--save", "", "--appendonly", "no"])
+        RedisServer::start_with(Setup::default())
+    }
+
+    /// A server that keeps nothing on disk, run as `setup` says.
+    pub fn start_with(setup: Setup) -> RedisServer {
+        RedisServer::launch(&["--save", "", "--appendonly", "no"], setup)
     }
 
     /// A server that writes its data on [`RedisServer::stop_saving`] and loads it again
     /// on [`RedisServer::restart`].
     pub fn start_persistent() -> RedisServer {
-        RedisServer::launch(&[
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dbfilename",
-            "dump.rdb",
-        ])
+        RedisServer::launch(
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dbfilename",
+                "dump.rdb",
+            ],
+            Setup::default(),
+        )
     }
 
-    fn cluster_node() -> RedisServer {
-        RedisServer::launch(&[
+    fn cluster_node(setup: Setup) -> RedisServer {
+        let tls_bus: &[&str] = if setup.tls.is_some() {
+            &["--tls-cluster", "yes"]
+        } else {
+            &[]
+        };
+        let mut args = vec![
             "--save",
             "",
             "--appendonly",
@@ -88,10 +313,12 @@ impl RedisServer {
             "nodes.conf",
             "--cluster-node-timeout",
             "5000",
-        ])
+        ];
+        args.extend(tls_bus);
+        RedisServer::launch(&args, setup)
     }
 
-    fn launch(extra: &[&str]) -> RedisServer {
+    fn launch(extra: &[&str], setup: Setup) -> RedisServer {
         require_redis();
         for _ in 0..5 {
             let port = free_port();
@@ -106,6 +333,7 @@ impl RedisServer {
                 dir,
                 child: None,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                setup: setup.clone(),
             };
             if server.spawn() {
                 return server;
@@ -118,7 +346,8 @@ impl RedisServer {
     /// Start the process on this server's port and directory; wait until it answers.
     fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(self.setup.server_args(self.port))
+            .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(&self.dir)
             .args(["--protected-mode", "no", "--loglevel", "warning"])
@@ -157,13 +386,16 @@ impl RedisServer {
         false
     }
 
+    /// The URL a client uses: `rediss://` for TLS, with the password if there is one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.setup.url(self.port)
     }
 
     /// Run `redis-cli` against this server; its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let mut cmd = Command::new("redis-cli");
+        self.setup.cli(&mut cmd);
+        let out = cmd
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
             .stdin(Stdio::null())
@@ -184,8 +416,9 @@ impl RedisServer {
 
     /// Drop every client connection (ours from redis-cli excepted).
     pub fn kill_clients(&self) {
-        self.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
-        self.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        let client = self.setup.client_command.as_deref().unwrap_or("CLIENT");
+        self.cli(&[client, "KILL", "TYPE", "normal"]);
+        self.cli(&[client, "KILL", "TYPE", "pubsub"]);
     }
 
     pub fn is_running(&self) -> bool {
@@ -244,12 +477,23 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::cluster_node()).collect();
+        RedisCluster::start_with(Setup::default())
+    }
+
+    /// Three nodes run as `setup` says (TLS on the cluster bus too).
+    pub fn start_with(setup: Setup) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::cluster_node(setup.clone()))
+            .collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let out = Command::new("redis-cli")
+        // Bounded: a cluster whose nodes cannot meet would keep redis-cli waiting.
+        let mut create = Command::new("timeout");
+        create.args(["30", "redis-cli"]);
+        setup.cli(&mut create);
+        let out = create
             .arg("--cluster")
             .arg("create")
             .args(&addrs)

@@ -79,8 +79,8 @@ impl Inner {
     }
 
     /// Renew this instance's lease; the expired leases of others, with their expiry, and
-    /// on a single node the connection's id (a new one means a silent reconnect), read
-    /// in the same round trip.
+    /// on a single node the connection's id (a new one means a silent reconnect; see
+    /// `link::Marker`), read in the same round trip.
     pub(super) async fn renew_lease(
         &self,
         conn: &mut Conn,
@@ -94,12 +94,13 @@ impl Inner {
         let (values, client_id): (Vec<Value>, Option<i64>) = match conn {
             Conn::Single(c) => {
                 // SCRIPT LOAD first, so a Redis that restarted empty still knows it.
+                let marker = lock(&self.link).marker;
                 let mut pipe = redis::pipe();
                 pipe.load_script(&self.scripts.lease).ignore();
-                pipe.cmd("CLIENT").arg("ID");
+                pipe.add_command(marker.cmd());
                 pipe.invoke_script(&inv);
-                let (id, values): (i64, Vec<Value>) = pipe.query_async(c).await?;
-                (values, Some(id))
+                let (id, values): (Value, Vec<Value>) = pipe.query_async(c).await?;
+                (values, marker.id(&id))
             }
             Conn::Cluster(c) => (inv.invoke_async(c).await?, None),
         };

@@ -21,6 +21,7 @@ use tokio::time::{timeout, Instant};
 use super::cluster::{cluster_slots, SlotMap};
 use super::lease::Reaped;
 use super::pubsub::SubCmd;
+use super::setup::StartError;
 use super::{lock, Inner};
 use crate::store::StoreError;
 
@@ -36,6 +37,10 @@ pub(super) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long calls made right after construction wait for the first connection attempt,
 /// so a server that starts with Redis up does not begin with failed writes.
 const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(1);
+/// How long the start waits for the first connection attempt's verdict: the attempt's
+/// own limit (2 s) and its first round trips. A Redis slower than that counts as down,
+/// and the start goes on.
+pub(super) const START_WAIT: Duration = Duration::from_secs(3);
 
 /// One connection to Redis: a single node or a cluster.
 #[derive(Clone)]
@@ -82,8 +87,12 @@ pub(super) struct Link {
     pub(super) since: Instant,
     /// Why the link is down.
     pub(super) error: String,
-    /// The connection's `CLIENT ID` (single node): a new one means a silent reconnect.
+    /// The connection's id (single node): a new one means a silent reconnect.
     pub(super) client_id: Option<i64>,
+    /// How the server lets a connection be identified.
+    pub(super) marker: Marker,
+    /// Why the first connection attempt failed, if no retry can fix it.
+    pub(super) start_error: Option<StartError>,
     /// No reaping before this: the other instances renew their leases meanwhile.
     pub(super) settle_until: Instant,
     /// When the last lease renewal that succeeded was sent.
@@ -102,10 +111,62 @@ impl Link {
             since: Instant::now(),
             error: "connecting".into(),
             client_id: None,
+            marker: Marker::ClientId,
+            start_error: None,
             settle_until: Instant::now(),
             renewed_at: Instant::now(),
             slots: None,
         }
+    }
+}
+
+/// How a single node's connection is identified, so that a silent reconnect (a new
+/// connection behind the connection manager) is noticed even without its disconnection
+/// push. `CLIENT ID` where the server allows it; a managed Redis may rename or deny
+/// `CLIENT`, and then `HELLO 3` carries the same id; failing both, `PING` proves the
+/// link alive and the disconnection push alone tells a reconnect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Marker {
+    ClientId,
+    Hello,
+    Ping,
+}
+
+impl Marker {
+    /// The command that reads the connection's id (or only proves the link, for `Ping`).
+    pub(super) fn cmd(self) -> redis::Cmd {
+        match self {
+            Marker::ClientId => redis::cmd("CLIENT").arg("ID").to_owned(),
+            Marker::Hello => redis::cmd("HELLO").arg(3).to_owned(),
+            Marker::Ping => redis::cmd("PING"),
+        }
+    }
+
+    /// The connection's id in the answer to [`Marker::cmd`].
+    pub(super) fn id(self, answer: &Value) -> Option<i64> {
+        match (self, answer) {
+            (Marker::ClientId, Value::Int(id)) => Some(*id),
+            (Marker::Hello, Value::Map(fields)) => fields.iter().find_map(|(k, v)| match (k, v) {
+                (Value::BulkString(k), Value::Int(id)) if k == b"id" => Some(*id),
+                (Value::SimpleString(k), Value::Int(id)) if k == "id" => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Why a connection attempt failed.
+pub(super) enum Down {
+    /// Redis, or the way to it, failed.
+    Redis(RedisError),
+    /// The settings cannot work (a CA file gone from disk, say).
+    Setup(StartError),
+}
+
+impl From<RedisError> for Down {
+    fn from(err: RedisError) -> Down {
+        Down::Redis(err)
     }
 }
 
@@ -188,16 +249,33 @@ impl Inner {
                 }
             }
             if let Err(err) = self.check(probed).await {
-                self.set_down(&err);
+                self.set_down(&Down::Redis(err));
             }
         }
     }
 
-    fn set_down(&self, err: &dyn std::fmt::Display) {
+    /// The link is down: say why, in words that name the fix where there is one. On the
+    /// first attempt, a failure no retry can fix is kept for [`super::RedisStore::open`].
+    fn set_down(&self, why: &Down) {
+        let (error, fatal) = match why {
+            Down::Setup(e) => (e.to_string(), Some(e.clone())),
+            Down::Redis(err) => match (self.opts.fatal(err), self.opts.hint(err)) {
+                (Some(fatal), _) => (fatal.to_string(), Some(fatal)),
+                (None, Some(hint)) => (format!("{err} ({hint})"), None),
+                (None, None) => (err.to_string(), None),
+            },
+        };
+        let first = !*self.first_attempt.borrow();
+        let reported = first && fatal.is_some() && self.start_checked.load(Ordering::SeqCst);
         let mut link = lock(&self.link);
         link.conn = None;
-        link.error = err.to_string();
-        if link.up {
+        link.error = error;
+        if first {
+            link.start_error = fatal;
+        }
+        if reported {
+            // RedisStore::open returns it: the process says it once, and stops.
+        } else if link.up {
             link.up = false;
             link.since = Instant::now();
             tracing::warn!(
@@ -205,7 +283,7 @@ impl Inner {
                 error = %link.error,
                 "redis unreachable: serving local rosters, reconnecting"
             );
-        } else if !*self.first_attempt.borrow() {
+        } else if first {
             tracing::warn!(
                 redis = %self.opts.target(),
                 error = %link.error,
@@ -216,17 +294,23 @@ impl Inner {
         self.first_attempt.send_replace(true);
     }
 
-    async fn open(&self, epoch: u64) -> Result<Conn, RedisError> {
+    /// A new connection: TLS for `rediss://` (the built-in roots, or `REDIS_CA_FILE`),
+    /// user and password from the URL, RESP3.
+    async fn open(&self, epoch: u64) -> Result<Conn, Down> {
+        let certificates = self.opts.certificates().map_err(Down::Setup)?;
         let pushes = self.pushes.clone();
         let push = move |info: PushInfo| pushes.send((epoch, info));
         if self.opts.cluster {
-            let client = ClusterClientBuilder::new(self.opts.urls.clone())
+            let mut builder = ClusterClientBuilder::new(self.opts.urls.clone())
                 .use_protocol(ProtocolVersion::RESP3)
                 .push_sender(push)
                 .connection_timeout(CONNECT_TIMEOUT)
                 .response_timeout(OP_TIMEOUT)
-                .retries(2)
-                .build()?;
+                .retries(2);
+            if let Some(certificates) = certificates {
+                builder = builder.certs(certificates);
+            }
+            let client = builder.build()?;
             Ok(Conn::Cluster(client.get_async_connection().await?))
         } else {
             let info = self.opts.urls[0].as_str().into_connection_info()?;
@@ -234,7 +318,11 @@ impl Inner {
                 .redis_settings()
                 .clone()
                 .set_protocol(ProtocolVersion::RESP3);
-            let client = redis::Client::open(info.set_redis_settings(settings))?;
+            let info = info.set_redis_settings(settings);
+            let client = match certificates {
+                Some(certificates) => redis::Client::build_with_tls(info, certificates)?,
+                None => redis::Client::open(info)?,
+            };
             let config = ConnectionManagerConfig::new()
                 .set_push_sender(push)
                 .set_min_delay(MIN_BACKOFF)
@@ -249,7 +337,7 @@ impl Inner {
     }
 
     /// A new connection, then [`Inner::recover`] on it.
-    async fn connect(&self) -> Result<(), RedisError> {
+    async fn connect(&self) -> Result<(), Down> {
         let epoch = {
             let mut link = lock(&self.link);
             link.epoch += 1;
@@ -257,9 +345,9 @@ impl Inner {
         };
         let conn = match timeout(CONNECT_TIMEOUT * 2, self.open(epoch)).await {
             Ok(conn) => conn?,
-            Err(_) => return Err(timed_out("connecting")),
+            Err(_) => return Err(timed_out("connecting").into()),
         };
-        self.recover(conn).await
+        Ok(self.recover(conn).await?)
     }
 
     /// The connection is (again) usable but may have lost its subscriptions, and Redis
@@ -267,7 +355,17 @@ impl Inner {
     /// task (Reconnected, resubscribe, Resync).
     async fn recover(&self, mut conn: Conn) -> Result<(), RedisError> {
         self.lost.store(false, Ordering::SeqCst);
-        let client_id = self.call(probe(&mut conn)).await?;
+        let client_id = match &mut conn {
+            Conn::Single(c) => {
+                let (marker, id) = self.call(self.identify(c)).await?;
+                lock(&self.link).marker = marker;
+                id
+            }
+            Conn::Cluster(c) => {
+                self.call(redis::cmd("PING").exec_async(c)).await?;
+                None
+            }
+        };
         match &mut conn {
             // Every primary needs them: SCRIPT LOAD goes to all nodes.
             Conn::Cluster(c) => {
@@ -311,9 +409,38 @@ impl Inner {
                 }
             }
         }
-        self.first_attempt.send_replace(true);
+        // Recover is queued before the first attempt is declared over, so that a room
+        // watched right after RedisStore::open returns gets its Resync after the
+        // Reconnected, as after any later reconnect.
         let _ = self.subs.send(SubCmd::Recover);
+        self.first_attempt.send_replace(true);
         Ok(())
+    }
+
+    /// How this server lets a connection be identified, and this connection's id: see
+    /// [`Marker`]. Tried in order on every (re)connection, so a server that allows
+    /// `CLIENT` again is used as such.
+    async fn identify(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> Result<(Marker, Option<i64>), RedisError> {
+        for marker in [Marker::ClientId, Marker::Hello] {
+            match marker.cmd().query_async::<Value>(conn).await {
+                Ok(answer) => {
+                    if let Some(id) = marker.id(&answer) {
+                        return Ok((marker, Some(id)));
+                    }
+                }
+                Err(err) if refused(&err) => {
+                    if lock(&self.link).marker == marker {
+                        tracing::info!(%err, command = ?marker, "redis refuses this command; identifying connections another way");
+                    }
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        redis::cmd("PING").exec_async(conn).await?;
+        Ok((Marker::Ping, None))
     }
 
     /// Is the link still what we think it is? A failed probe means down; a reported
@@ -325,7 +452,10 @@ impl Inner {
         };
         let id = match probed {
             Some(id) => Some(id),
-            None => self.call(probe(&mut conn)).await?,
+            None => {
+                let marker = lock(&self.link).marker;
+                self.call(probe(&mut conn, marker)).await?
+            }
         };
         let replaced = {
             let link = lock(&self.link);
@@ -346,13 +476,42 @@ fn timed_out(what: &'static str) -> RedisError {
 }
 
 /// Is the link alive? On a single node, also which connection answers.
-async fn probe(conn: &mut Conn) -> Result<Option<i64>, RedisError> {
+async fn probe(conn: &mut Conn, marker: Marker) -> Result<Option<i64>, RedisError> {
     match conn {
-        Conn::Single(c) => Ok(Some(redis::cmd("CLIENT").arg("ID").query_async(c).await?)),
+        Conn::Single(c) => {
+            let answer: Value = marker.cmd().query_async(c).await?;
+            Ok(marker.id(&answer))
+        }
         // PING goes to every primary.
         Conn::Cluster(c) => {
             redis::cmd("PING").exec_async(c).await?;
             Ok(None)
         }
+    }
+}
+
+/// Did the server answer with an error reply (rather than fail to answer)?
+fn refused(err: &RedisError) -> bool {
+    err.code().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_marker_reads_the_connection_id_from_its_answer() {
+        assert_eq!(Marker::ClientId.id(&Value::Int(7)), Some(7));
+        let hello = Value::Map(vec![
+            (
+                Value::BulkString(b"server".to_vec()),
+                Value::BulkString(b"redis".to_vec()),
+            ),
+            (Value::BulkString(b"proto".to_vec()), Value::Int(3)),
+            (Value::BulkString(b"id".to_vec()), Value::Int(42)),
+        ]);
+        assert_eq!(Marker::Hello.id(&hello), Some(42));
+        assert_eq!(Marker::Hello.id(&Value::Int(42)), None);
+        assert_eq!(Marker::Ping.id(&Value::SimpleString("PONG".into())), None);
     }
 }

@@ -33,7 +33,11 @@
 //! bumps or publishes nothing unless it prunes someone.
 //!
 //! # Outages
-//! The store never fails to construct: it connects in the background and reconnects
+//! At start ([`RedisStore::open`]) settings that can never work stop the process: an
+//! unknown scheme, a URL that does not parse, an unreadable `REDIS_CA_FILE`, and a first
+//! connection attempt refused for good (wrong or missing password, a denied command, a
+//! rejected certificate, a failed TLS handshake). Anything else, and everything after a
+//! successful start, is an outage: the store connects in the background and reconnects
 //! with a backoff capped at 500 ms, logs an outage once, reports it in
 //! [`PresenceStore::health`], and fails calls fast meanwhile. Pub/sub delivers at most
 //! once, so after any reconnect (a new connection, or a node's connection dropped on a
@@ -51,16 +55,21 @@
 //! - `pubsub.rs`: watched rooms' subscriptions, and pushes turned into the [`Feed`];
 //! - `scripts.rs`: key names, the Lua scripts (`lua/*.lua`), their invocations and
 //!   answers, and what travels on a room's channel;
-//! - `cluster.rs`: slots, and one heartbeat pipeline per cluster node.
+//! - `cluster.rs`: slots, and one heartbeat pipeline per cluster node;
+//! - `setup.rs`: URL and CA checks, and which failures are a [`StartError`].
 
 mod cluster;
 mod lease;
 mod link;
 mod pubsub;
 mod scripts;
+mod setup;
+
+pub use setup::StartError;
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicBool;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -72,7 +81,7 @@ use tokio::task::JoinHandle;
 use super::{Feed, FeedReceiver, PresenceStore, StoreError, StoreEvent, StoreHealth};
 use crate::protocol::{Id, RoomId};
 use crate::room::{Change, Entry, InstanceId, RoomState};
-use link::Link;
+use link::{Link, START_WAIT};
 use pubsub::SubCmd;
 use scripts::{Keys, Scripts};
 
@@ -83,7 +92,8 @@ const IDLE_HEARTBEATS: u32 = 3;
 /// Where and how to reach Redis, and the liveness timings.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
-    /// One URL (`redis://[user:password@]host:port[/db]`), or a cluster's seed nodes.
+    /// One URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS), or a
+    /// cluster's seed nodes.
     pub urls: Vec<String>,
     /// Talk to a Redis Cluster (sharded pub/sub, one pipeline per node).
     pub cluster: bool,
@@ -95,6 +105,9 @@ pub struct RedisOptions {
     pub reap: Duration,
     /// How often the hub calls [`PresenceStore::heartbeat`].
     pub heartbeat: Duration,
+    /// PEM file of the CA that signed the server's certificate (a private CA), trusted
+    /// instead of the built-in roots. Only with `rediss://`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl RedisOptions {
@@ -119,6 +132,7 @@ impl RedisOptions {
             lease: config.lease(),
             reap: config.reap(),
             heartbeat: config.heartbeat(),
+            ca_file: config.redis_ca_file.clone(),
         })
     }
 
@@ -158,6 +172,9 @@ struct Inner {
     link: Mutex<Link>,
     /// Set once the first connection attempt is over, either way.
     first_attempt: watch::Sender<bool>,
+    /// While [`RedisStore::open`] waits: a first attempt's failure that no retry can
+    /// fix is the caller's to report, not the log's.
+    start_checked: AtomicBool,
     watched: Mutex<HashSet<RoomId>>,
     /// Rooms of the last heartbeat: with `watched`, the rooms this instance reaps in.
     held: Mutex<HashSet<RoomId>>,
@@ -191,6 +208,10 @@ impl RedisStore {
     /// A store that connects in the background; never fails, whatever Redis is doing.
     /// Must be called inside a Tokio runtime.
     pub fn new(opts: RedisOptions, instance: InstanceId) -> RedisStore {
+        RedisStore::spawn(opts, instance, false)
+    }
+
+    fn spawn(opts: RedisOptions, instance: InstanceId, start_checked: bool) -> RedisStore {
         let (feed, feed_rx) = mpsc::unbounded_channel();
         let (subs, subs_rx) = mpsc::unbounded_channel();
         let (pushes, pushes_rx) = mpsc::unbounded_channel();
@@ -205,6 +226,7 @@ impl RedisStore {
             publish,
             link: Mutex::new(Link::new()),
             first_attempt: watch::Sender::new(false),
+            start_checked: AtomicBool::new(start_checked),
             watched: Mutex::default(),
             held: Mutex::default(),
             lost: AtomicBool::new(false),
@@ -222,6 +244,28 @@ impl RedisStore {
             inner,
             feed_rx: Mutex::new(Some(feed_rx)),
             tasks: Mutex::new(tasks),
+        }
+    }
+
+    /// A store for the start of a process: settings that can never work are refused
+    /// before anything runs, and the first connection attempt is awaited (up to 3 s) so
+    /// that a failure no retry can fix (a wrong password, a rejected certificate)
+    /// stops the start too. A Redis that is merely unreachable is not an error: the
+    /// store starts disconnected and connects in the background, as [`RedisStore::new`].
+    pub async fn open(opts: RedisOptions, instance: InstanceId) -> Result<RedisStore, StartError> {
+        opts.check()?;
+        let store = RedisStore::spawn(opts, instance, true);
+        let mut first = store.inner.first_attempt.subscribe();
+        let _ = tokio::time::timeout(START_WAIT, first.wait_for(|done| *done)).await;
+        // A verdict later than this is an outage like any other, and logged.
+        store.inner.start_checked.store(false, Ordering::SeqCst);
+        let fatal = lock(&store.inner.link).start_error.take();
+        match fatal {
+            Some(err) => {
+                store.stop();
+                Err(err)
+            }
+            None => Ok(store),
         }
     }
 
@@ -316,10 +360,11 @@ impl PresenceStore for RedisStore {
 
     fn health(&self) -> StoreHealth {
         let link = lock(&self.inner.link);
-        let mode = if self.inner.opts.cluster {
-            "cluster"
-        } else {
-            "single node"
+        let mode = match (self.inner.opts.cluster, self.inner.opts.tls()) {
+            (true, true) => "cluster, TLS",
+            (true, false) => "cluster",
+            (false, true) => "single node, TLS",
+            (false, false) => "single node",
         };
         let target = self.inner.opts.target();
         let detail = if link.up {

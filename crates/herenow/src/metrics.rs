@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::access::Refused;
 use crate::protocol::ErrorCode;
 
 /// Upper bounds of the store latency histogram, in seconds.
@@ -22,7 +23,8 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     pub resyncs: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
-    closes: [AtomicU64; 4],
+    closes: [AtomicU64; CloseReason::LABELS.len()],
+    refused: [AtomicU64; Refused::ALL.len()],
     store_calls: AtomicU64,
     store_micros: AtomicU64,
     store_buckets: [AtomicU64; STORE_BUCKETS.len()],
@@ -35,6 +37,22 @@ pub enum CloseReason {
     TooBig = 1,
     Slow = 2,
     Stale = 3,
+    /// 4401: no valid token, or it expired.
+    Unauthorized = 4,
+    /// 4403: the token does not allow the room.
+    Forbidden = 5,
+}
+
+impl CloseReason {
+    /// Metrics labels, by discriminant.
+    pub const LABELS: [&'static str; 6] = [
+        "policy",
+        "too_big",
+        "slow",
+        "stale",
+        "unauthorized",
+        "forbidden",
+    ];
 }
 
 impl Metrics {
@@ -45,6 +63,12 @@ impl Metrics {
 
     pub fn closed(&self, why: CloseReason) {
         self.closes[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// An upgrade request refused before the upgrade (origin, per-address limits).
+    pub fn refused(&self, why: Refused) {
+        let i = Refused::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.refused[i].fetch_add(1, Relaxed);
     }
 
     pub fn store_call(&self, took: Duration) {
@@ -134,13 +158,19 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP herenow_server_closes_total Sockets closed by the server, by reason.\n# TYPE herenow_server_closes_total counter");
-        for (why, n) in ["policy", "too_big", "slow", "stale"]
-            .iter()
-            .zip(&self.closes)
-        {
+        for (why, n) in CloseReason::LABELS.iter().zip(&self.closes) {
             let _ = writeln!(
                 out,
                 "herenow_server_closes_total{{reason=\"{why}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP herenow_refused_upgrades_total Upgrade requests refused before the upgrade, by reason.\n# TYPE herenow_refused_upgrades_total counter");
+        for (why, n) in Refused::ALL.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "herenow_refused_upgrades_total{{reason=\"{}\"}} {}",
+                why.label(),
                 n.load(Relaxed)
             );
         }
@@ -175,11 +205,16 @@ mod tests {
         m.error(ErrorCode::RateLimited);
         m.store_call(Duration::from_micros(300));
         m.store_call(Duration::from_secs(2));
+        m.refused(Refused::SocketsPerIp);
+        m.closed(CloseReason::Forbidden);
         let text = m.render(2, 5, true);
         assert!(text.contains("herenow_rooms 2"));
         assert!(text.contains("herenow_errors_total{code=\"rate_limited\"} 1"));
         assert!(text.contains("herenow_store_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("herenow_store_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("herenow_store_seconds_count 2"));
+        assert!(text.contains("herenow_refused_upgrades_total{reason=\"sockets_per_ip\"} 1"));
+        assert!(text.contains("herenow_refused_upgrades_total{reason=\"origin\"} 0"));
+        assert!(text.contains("herenow_server_closes_total{reason=\"forbidden\"} 1"));
     }
 }

@@ -54,8 +54,10 @@ pub mod close {
     pub const RESTART: u16 = 1012;
     /// Try again later (room full, or the socket could not keep up).
     pub const TRY_AGAIN: u16 = 1013;
-    /// Unauthorised: do not retry.
+    /// Unauthorised (no valid token, or it expired): do not retry; the app is told.
     pub const UNAUTHORIZED: u16 = 4401;
+    /// Forbidden room (the token does not allow it): do not retry; the app is told.
+    pub const FORBIDDEN: u16 = 4403;
 }
 
 /// A validated room id: lowercase letters, digits and hyphens, 1-64 characters.
@@ -235,6 +237,13 @@ pub enum ClientMsg {
     Event(ClientEvent),
     /// Ask for a full snapshot (after a version gap).
     Sync,
+    /// Replace this socket's token with a fresh one before the old one expires.
+    Auth(AuthRefresh),
+}
+
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+pub struct AuthRefresh {
+    pub token: String,
 }
 
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
@@ -299,7 +308,8 @@ pub struct Join {
 }
 
 impl Hello {
-    /// Validates every field; a rejected hello does not count as the socket's first.
+    /// Validates every field but the token (the session checks it against the auth
+    /// settings); a rejected hello does not count as the socket's first.
     pub fn validate(self) -> Result<Join, Rejection> {
         if !is_valid_id(&self.id) {
             return Err(Rejection::new(
@@ -308,12 +318,6 @@ impl Hello {
             ));
         }
         let proto = Proto::parse(self.proto.as_ref())?;
-        if self.token.is_some() {
-            return Err(Rejection::new(
-                ErrorCode::InvalidToken,
-                "this server does not verify identity tokens; send hello without token",
-            ));
-        }
         let user = self.user.unwrap_or_default().validate()?;
         let state = match self.state {
             Some(map) => state_json(&map)?,
@@ -482,10 +486,12 @@ pub enum ErrorCode {
     EventTooLarge,
     RateLimited,
     RoomFull,
+    TokenExpired,
+    Forbidden,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -499,6 +505,8 @@ impl ErrorCode {
         ErrorCode::EventTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::RoomFull,
+        ErrorCode::TokenExpired,
+        ErrorCode::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -516,6 +524,8 @@ impl ErrorCode {
             ErrorCode::EventTooLarge => "event_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }
@@ -554,7 +564,7 @@ pub fn decode(text: &str) -> Result<ClientMsg, Rejection> {
                 #[serde(rename = "type")]
                 kind: Option<Value>,
             }
-            const KNOWN: [&str; 5] = ["hello", "ping", "state", "event", "sync"];
+            const KNOWN: [&str; 6] = ["hello", "ping", "state", "event", "sync", "auth"];
             match serde_json::from_str::<Envelope>(text) {
                 Err(_) => Err(Rejection::new(
                     ErrorCode::BadJson,
@@ -644,10 +654,6 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"hello","id":"a","proto":"2"}"#),
             ErrorCode::InvalidProto
-        );
-        assert_eq!(
-            code(r#"{"type":"hello","id":"a","token":"x"}"#),
-            ErrorCode::InvalidToken
         );
         assert_eq!(
             code(r##"{"type":"hello","id":"a","user":{"color":"red"}}"##),

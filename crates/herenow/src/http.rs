@@ -114,6 +114,9 @@ pub async fn serve_with_store(
     store: Arc<dyn PresenceStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(store, HubSettings::from_config(&config), metrics.clone());
     let auth_off = config.auth == AuthMode::Off;

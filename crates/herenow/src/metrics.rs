@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::access::Refused;
+use crate::protocol::close::ServerClose;
 use crate::protocol::ErrorCode;
 
 /// Upper bounds of the store latency histogram, in seconds.
@@ -20,40 +21,29 @@ pub struct Metrics {
     pub messages_out: AtomicU64,
     pub bytes_out: AtomicU64,
     pub broadcasts: AtomicU64,
+    /// Broadcasts that went out merged, at the end of a fan-out interval.
+    pub merged: AtomicU64,
     pub store_errors: AtomicU64,
     pub resyncs: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
-    closes: [AtomicU64; CloseReason::LABELS.len()],
+    closes: [AtomicU64; CLOSE_LABELS.len()],
     refused: [AtomicU64; Refused::ALL.len()],
     store_calls: AtomicU64,
     store_micros: AtomicU64,
     store_buckets: [AtomicU64; STORE_BUCKETS.len()],
 }
 
-/// Why the server closed a socket.
-#[derive(Clone, Copy, Debug)]
-pub enum CloseReason {
-    Policy = 0,
-    TooBig = 1,
-    Slow = 2,
-    Stale = 3,
-    /// 4401: no valid token, or it expired.
-    Unauthorized = 4,
-    /// 4403: the token does not allow the room.
-    Forbidden = 5,
-}
-
-impl CloseReason {
-    /// Metrics labels, by discriminant.
-    pub const LABELS: [&'static str; 6] = [
-        "policy",
-        "too_big",
-        "slow",
-        "stale",
-        "unauthorized",
-        "forbidden",
-    ];
-}
+/// The `reason` labels of server closes, in the order they are listed
+/// ([`ServerClose::label`] maps each close to one).
+const CLOSE_LABELS: [&str; 7] = [
+    "policy",
+    "too_big",
+    "slow",
+    "stale",
+    "restart",
+    "unauthorized",
+    "forbidden",
+];
 
 impl Metrics {
     pub fn error(&self, code: ErrorCode) {
@@ -61,8 +51,22 @@ impl Metrics {
         self.errors[i].fetch_add(1, Relaxed);
     }
 
-    pub fn closed(&self, why: CloseReason) {
-        self.closes[why as usize].fetch_add(1, Relaxed);
+    /// The server closed a socket (counted when the close is handed to the socket's
+    /// writer, whoever decided it: the session, the outbox or a shutdown).
+    pub fn closed(&self, why: ServerClose) {
+        let i = CLOSE_LABELS
+            .iter()
+            .position(|l| *l == why.label())
+            .expect("every close label is listed");
+        self.closes[i].fetch_add(1, Relaxed);
+    }
+
+    /// Server closes counted under `label` so far (tests, dashboards).
+    pub fn closes(&self, label: &str) -> u64 {
+        CLOSE_LABELS
+            .iter()
+            .position(|l| *l == label)
+            .map_or(0, |i| self.closes[i].load(Relaxed))
     }
 
     /// An upgrade request refused before the upgrade (origin, per-address limits).
@@ -139,6 +143,11 @@ impl Metrics {
             self.broadcasts.load(Relaxed),
         );
         counter(
+            "herenow_broadcasts_merged_total",
+            "Room broadcasts merged at the end of a fan-out interval (the instance had written its BROADCAST_FRAMES).",
+            self.merged.load(Relaxed),
+        );
+        counter(
             "herenow_store_errors_total",
             "Store calls that failed.",
             self.store_errors.load(Relaxed),
@@ -158,7 +167,7 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP herenow_server_closes_total Sockets closed by the server, by reason.\n# TYPE herenow_server_closes_total counter");
-        for (why, n) in CloseReason::LABELS.iter().zip(&self.closes) {
+        for (why, n) in CLOSE_LABELS.iter().zip(&self.closes) {
             let _ = writeln!(
                 out,
                 "herenow_server_closes_total{{reason=\"{why}\"}} {}",
@@ -200,14 +209,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_close_has_a_listed_label() {
+        for close in ServerClose::ALL {
+            assert!(CLOSE_LABELS.contains(&close.label()), "{close:?}");
+        }
+    }
+
+    #[test]
     fn renders_every_family() {
         let m = Metrics::default();
         m.error(ErrorCode::RateLimited);
         m.store_call(Duration::from_micros(300));
         m.store_call(Duration::from_secs(2));
+        m.closed(ServerClose::Slow);
+        m.closed(ServerClose::RoomFull);
         m.refused(Refused::SocketsPerIp);
-        m.closed(CloseReason::Forbidden);
+        m.closed(ServerClose::Forbidden);
         let text = m.render(2, 5, true);
+        assert!(text.contains("herenow_server_closes_total{reason=\"slow\"} 1"));
+        assert!(text.contains("herenow_server_closes_total{reason=\"policy\"} 1"));
+        assert!(text.contains("herenow_server_closes_total{reason=\"restart\"} 0"));
         assert!(text.contains("herenow_rooms 2"));
         assert!(text.contains("herenow_errors_total{code=\"rate_limited\"} 1"));
         assert!(text.contains("herenow_store_seconds_bucket{le=\"0.0005\"} 1"));

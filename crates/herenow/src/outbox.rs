@@ -6,14 +6,13 @@
 //! (events are at most once anyway), and a socket that keeps overflowing is closed with
 //! 1013 (try again later) so it reconnects and starts fresh.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use crate::ws::Text;
 use tokio::sync::Notify;
 
-use crate::protocol::close;
+use crate::protocol::close::ServerClose;
 
 /// Overflows in a row (without the queue ever draining) before the socket is closed.
 pub const MAX_OVERFLOWS: u32 = 3;
@@ -42,7 +41,7 @@ pub enum Pushed {
 #[derive(Debug)]
 pub enum Next {
     Frames(Vec<Text>),
-    Close(u16, Cow<'static, str>),
+    Close(ServerClose),
 }
 
 #[derive(Default)]
@@ -50,7 +49,7 @@ struct Inner {
     queue: VecDeque<(Text, Kind)>,
     bytes: usize,
     overflows: u32,
-    close: Option<(u16, Cow<'static, str>)>,
+    close: Option<ServerClose>,
     /// The close was handed to the writer: nothing more will be sent.
     finished: bool,
 }
@@ -89,7 +88,7 @@ impl Outbox {
             if q.overflows > MAX_OVERFLOWS {
                 q.queue.clear();
                 q.bytes = 0;
-                q.close = Some((close::TRY_AGAIN, "too slow to keep up".into()));
+                q.close = Some(ServerClose::Slow);
                 drop(q);
                 self.notify.notify_one();
                 return Pushed::Dropped;
@@ -116,11 +115,12 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Send what is queued, then close with `code`. Later pushes are dropped.
-    pub fn close(&self, code: u16, reason: impl Into<Cow<'static, str>>) {
+    /// Send what is queued, then close as `why` says. Later pushes are dropped; the
+    /// first close decided wins.
+    pub fn close(&self, why: ServerClose) {
         let mut q = self.lock();
         if q.close.is_none() && !q.finished {
-            q.close = Some((code, reason.into()));
+            q.close = Some(why);
         }
         drop(q);
         self.notify.notify_one();
@@ -138,9 +138,9 @@ impl Outbox {
             q.overflows = 0;
             return Some(Next::Frames(q.queue.drain(..).map(|(f, _)| f).collect()));
         }
-        if let Some((code, reason)) = q.close.take() {
+        if let Some(why) = q.close.take() {
             q.finished = true;
-            return Some(Next::Close(code, reason));
+            return Some(Next::Close(why));
         }
         None
     }
@@ -197,7 +197,7 @@ mod tests {
         }
         assert_eq!(o.push(frame(20), Kind::Roster), Pushed::Dropped);
         match o.next().await {
-            Next::Close(code, _) => assert_eq!(code, close::TRY_AGAIN),
+            Next::Close(why) => assert_eq!(why, ServerClose::Slow),
             other => panic!("{other:?}"),
         }
         assert_eq!(o.push(frame(1), Kind::Other), Pushed::Dropped);
@@ -207,8 +207,12 @@ mod tests {
     async fn close_comes_after_queued_frames() {
         let o = Outbox::new(100);
         o.push(frame(5), Kind::Other);
-        o.close(close::POLICY, "bye");
+        o.close(ServerClose::RateLimited);
+        o.close(ServerClose::Restart);
         assert!(matches!(o.next().await, Next::Frames(_)));
-        assert!(matches!(o.next().await, Next::Close(close::POLICY, _)));
+        assert!(matches!(
+            o.next().await,
+            Next::Close(ServerClose::RateLimited)
+        ));
     }
 }

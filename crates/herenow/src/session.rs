@@ -11,13 +11,14 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{sleep_until, Instant};
 
-use crate::auth::{Admission, AuthError, Authenticator, Identity, VERIFIED_PREFIX};
+use crate::auth::{Admission, AuthError, AuthMode, Authenticator, Identity, VERIFIED_PREFIX};
 use crate::config::Config;
 use crate::hub::{Hub, Leave, Membership};
-use crate::metrics::{CloseReason, Metrics};
+use crate::metrics::Metrics;
 use crate::outbox::{Kind, Next, Outbox};
+use crate::protocol::close::{self, ServerClose};
 use crate::protocol::{
-    close, decode, encode, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson, Rejection,
+    decode, encode, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson, Rejection, Role,
     RoomId, ServerMsg, TYPING_EVENT,
 };
 use crate::rate::TokenBucket;
@@ -61,8 +62,8 @@ impl SessionSettings {
 enum Refusal {
     /// The socket stays open.
     Stay(Rejection),
-    /// The error, then the socket closes with this code and reason.
-    Close(Rejection, u16, &'static str, CloseReason),
+    /// The error, then the socket closes.
+    Close(Rejection, ServerClose),
 }
 
 impl From<Rejection> for Refusal {
@@ -73,14 +74,8 @@ impl From<Rejection> for Refusal {
 
 impl From<AuthError> for Refusal {
     fn from(err: AuthError) -> Refusal {
-        let (reason, why) = match err {
-            AuthError::Invalid(_) => ("invalid token", CloseReason::Unauthorized),
-            AuthError::Expired => ("token expired", CloseReason::Unauthorized),
-            AuthError::Forbidden(_) => ("room not allowed", CloseReason::Forbidden),
-            AuthError::NotChecked => return Refusal::Stay(err.rejection()),
-        };
-        match err.close_code() {
-            Some(code) => Refusal::Close(err.rejection(), code, reason, why),
+        match err.close() {
+            Some(close) => Refusal::Close(err.rejection(), close),
             None => Refusal::Stay(err.rejection()),
         }
     }
@@ -90,8 +85,8 @@ impl From<AuthError> for Refusal {
 enum Exit {
     /// The client closed, or the connection dropped: leave as `Leave` says.
     Gone(Leave),
-    /// The server closes the socket with this code and reason.
-    Close(u16, &'static str, Leave, CloseReason),
+    /// The server closes the socket as this says.
+    Close(ServerClose, Leave),
 }
 
 /// Counts the open socket for as long as the session runs.
@@ -138,6 +133,7 @@ async fn serve(
     url_token: Option<Box<str>>,
 ) {
     let _gauge = SocketGauge::new(hub.metrics());
+    let metrics = hub.metrics().clone();
     let outbox = Arc::new(Outbox::new(settings.outbox_bytes));
     let mut reader = Reader {
         metrics: hub.metrics().clone(),
@@ -156,7 +152,7 @@ async fn serve(
         identity: None,
     };
     let mut stream = stream;
-    let writer = write_loop(sink, &outbox, reader.settings.ping);
+    let writer = write_loop(sink, &outbox, reader.settings.ping, &metrics);
     tokio::pin!(writer);
     let exit = tokio::select! {
         // The writer ends when the peer is gone or the outbox closed the socket (1013
@@ -167,9 +163,8 @@ async fn serve(
     // The paths below run once per socket: boxed, they cost nothing while it idles.
     let leave = match exit {
         Exit::Gone(leave) => leave,
-        Exit::Close(code, reason, leave, why) => {
-            reader.metrics.closed(why);
-            outbox.close(code, reason);
+        Exit::Close(why, leave) => {
+            outbox.close(why);
             Box::pin(closing_handshake(writer, stream)).await;
             leave
         }
@@ -195,7 +190,14 @@ async fn closing_handshake(
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { tokio::join!(writer, drain) }).await;
 }
 
-async fn write_loop(mut sink: SplitSink<Socket, Message>, outbox: &Outbox, ping: Duration) {
+/// Writes what the outbox hands over, and protocol pings. Every server close passes
+/// here, whoever decided it, so this is where closes are counted.
+async fn write_loop(
+    mut sink: SplitSink<Socket, Message>,
+    outbox: &Outbox,
+    ping: Duration,
+    metrics: &Metrics,
+) {
     let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
     loop {
         // The writes are boxed: an idle socket's task holds only the two waits.
@@ -214,8 +216,9 @@ async fn write_loop(mut sink: SplitSink<Socket, Message>, outbox: &Outbox, ping:
                         return;
                     }
                 }
-                Next::Close(code, reason) => {
-                    let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason.into_owned()) };
+                Next::Close(why) => {
+                    metrics.closed(why);
+                    let frame = CloseFrame { code: CloseCode::from(why.code()), reason: Utf8Bytes::from_static(why.reason()) };
                     let close = sink.send(Message::Close(Some(frame)));
                     let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, close)).await;
                     return;
@@ -305,9 +308,9 @@ impl Reader {
                 }
                 () = sleep_until(deadline) => {
                     return if self.membership.is_none() && Instant::now() >= hello_deadline {
-                        Exit::Close(close::POLICY, "no valid hello", Leave::Now, CloseReason::Policy)
+                        Exit::Close(ServerClose::NoHello, Leave::Now)
                     } else {
-                        Exit::Close(1001, "stale: no frame received", Leave::Now, CloseReason::Stale)
+                        Exit::Close(ServerClose::Stale, Leave::Now)
                     };
                 }
                 () = sleep_until(typing_at.unwrap_or(deadline)), if typing_at.is_some() => {
@@ -317,7 +320,7 @@ impl Reader {
                 () = sleep_until(expires_at.unwrap_or(deadline)), if expires_at.is_some() => {
                     // No refresh came in time: the token's holder is no longer vouched for.
                     self.reject(&AuthError::Expired.rejection());
-                    return Exit::Close(close::UNAUTHORIZED, "token expired", Leave::Now, CloseReason::Unauthorized);
+                    return Exit::Close(ServerClose::Unauthorized, Leave::Now);
                 }
             }
         }
@@ -346,12 +349,7 @@ impl Reader {
                 ));
             }
             if self.rejected > self.settings.rate_burst {
-                return Some(Exit::Close(
-                    close::POLICY,
-                    "rate limit exceeded",
-                    Leave::Now,
-                    CloseReason::Policy,
-                ));
+                return Some(Exit::Close(ServerClose::RateLimited, Leave::Now));
             }
             return None;
         }
@@ -376,9 +374,9 @@ impl Reader {
                 self.reject(&rejection);
                 None
             }
-            Err(Refusal::Close(rejection, code, reason, why)) => {
+            Err(Refusal::Close(rejection, why)) => {
                 self.reject(&rejection);
-                Some(Exit::Close(code, reason, Leave::Now, why))
+                Some(Exit::Close(why, Leave::Now))
             }
         }
     }
@@ -399,9 +397,12 @@ impl Reader {
                 let token = token.or_else(|| self.url_token.take());
                 match self.auth.admit(token.as_deref(), &self.room).await? {
                     Admission::Verified(identity) => {
-                        // The token says who this is: its id and display, not the hello's.
+                        // The token says who this is: its id, display and role; the
+                        // hello's id stays the tab's key.
                         join.id = identity.id.clone();
                         join.user = identity.user.clone();
+                        join.role = identity.role;
+                        join.verified = Some(true);
                         let expires = Instant::now() + self.auth.time_left(&identity);
                         self.identity = Some(Box::new((identity, expires)));
                     }
@@ -412,7 +413,9 @@ impl Reader {
                         )
                         .into());
                     }
-                    Admission::Anonymous => {}
+                    Admission::Anonymous => {
+                        join.verified = (self.auth.mode() != AuthMode::Off).then_some(false);
+                    }
                 }
                 self.url_token = None;
                 tracing::Span::current().record("id", &*join.id);
@@ -420,12 +423,7 @@ impl Reader {
                     Ok(m) => m,
                     Err(r) if r.code == ErrorCode::RoomFull => {
                         self.identity = None;
-                        return Err(Refusal::Close(
-                            r,
-                            close::TRY_AGAIN,
-                            "room is full",
-                            CloseReason::Policy,
-                        ));
+                        return Err(Refusal::Close(r, ServerClose::RoomFull));
                     }
                     Err(r) => {
                         self.identity = None;
@@ -447,6 +445,9 @@ impl Reader {
             }
             ClientMsg::State(update) => {
                 let m = self.membership.as_ref().ok_or_else(not_joined)?;
+                if m.role() == Role::Viewer {
+                    return Err(viewer_refusal("state").into());
+                }
                 if update.state.is_none() && update.user.is_none() {
                     return Err(Rejection::new(
                         ErrorCode::BadMessage,
@@ -461,7 +462,10 @@ impl Reader {
                 m.update(user, state).await;
             }
             ClientMsg::Event(event) => {
-                self.membership.as_ref().ok_or_else(not_joined)?;
+                let m = self.membership.as_ref().ok_or_else(not_joined)?;
+                if m.role() == Role::Viewer {
+                    return Err(viewer_refusal("events (typing included)").into());
+                }
                 let event = event.validate()?;
                 if let Some(typing) = event.typing {
                     self.typing_until =
@@ -541,13 +545,13 @@ impl Reader {
     }
 }
 
+/// A viewer watches the room: it has no presence to change and no voice in it.
+fn viewer_refusal(what: &str) -> Rejection {
+    Rejection::new(ErrorCode::Forbidden, format!("viewers may not send {what}"))
+}
+
 fn too_big() -> Exit {
-    Exit::Close(
-        close::TOO_BIG,
-        "frame too large",
-        Leave::Now,
-        CloseReason::TooBig,
-    )
+    Exit::Close(ServerClose::TooBig, Leave::Now)
 }
 
 /// Did the WebSocket layer refuse a frame over its (hard) size limit?

@@ -630,3 +630,95 @@ async fn herenow_token_prints_a_token_the_server_accepts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("AUTH_SECRET"));
 }
+
+#[tokio::test]
+async fn a_viewer_sees_the_room_is_in_nobodys_roster_and_may_not_send() {
+    let s = server(&["--auth", "required", "--max-room-members", "2"]).await;
+    let member = |sub: &str| hs256(&claims(sub, json!({})));
+    let mut ada = hello_with(&s, "room", "a", Some(&member("ada"))).await;
+    let viewer_token = hs256(&claims("boss", json!({"role": "viewer"})));
+    let mut viewer = hello_with(&s, "room", "v", Some(&viewer_token)).await;
+    // The room is at its limit of 2 with ada and bob: the viewer did not count.
+    let mut bob = hello_with(&s, "room", "b", Some(&member("bob"))).await;
+    assert!(
+        bob.presence.is_some(),
+        "a viewer does not count toward MAX_ROOM_MEMBERS"
+    );
+    let (ada_id, bob_id, boss) = (presence_id("ada"), presence_id("bob"), presence_id("boss"));
+    viewer.wait("sees both", |c| c.view.users.len() == 2).await;
+    assert!(viewer.user(&ada_id).is_some() && viewer.user(&bob_id).is_some());
+    // It receives what happens in the room, events included.
+    ada.send(json!({"type": "state", "state": {"s": 1}})).await;
+    ada.send(json!({"type": "event", "event": "wave", "data": {}}))
+        .await;
+    viewer
+        .wait("state and event", |c| {
+            c.user(&ada_id)
+                .is_some_and(|u| u.state.get() == r#"{"s":1}"#)
+                && !c.events.is_empty()
+        })
+        .await;
+    // But it may not send state, events or typing; the socket stays open.
+    viewer
+        .send(json!({"type": "state", "state": {"s": 2}}))
+        .await;
+    viewer
+        .send(json!({"type": "event", "event": "wave", "data": {}}))
+        .await;
+    viewer
+        .send(json!({"type": "event", "event": "typing", "data": {"typing": true}}))
+        .await;
+    viewer.wait("three refusals", |c| c.errors.len() == 3).await;
+    assert_eq!(viewer.errors, [ErrorCode::Forbidden; 3]);
+    assert!(viewer.closed.is_none());
+    bob.settle(Duration::from_millis(300)).await;
+    assert!(
+        bob.user(&boss).is_none() && bob.view.users.len() == 2,
+        "nobody's roster shows the viewer"
+    );
+    assert!(bob.events.iter().all(|e| e.from != boss));
+    ada.settle(Duration::from_millis(50)).await;
+    assert!(ada.user(&boss).is_none());
+    // A third member is refused: the room is full.
+    assert_eq!(
+        refusal(&s, "room", Some(&member("carol"))).await,
+        (ErrorCode::RoomFull, 1013)
+    );
+}
+
+#[tokio::test]
+async fn users_carry_verified_with_auth_on_and_nothing_with_auth_off() {
+    let s = server(&["--auth", "optional"]).await;
+    let mut anon = hello_with(&s, "room", "anon-tab", None).await;
+    let _ada = hello_with(&s, "room", "t", Some(&hs256(&claims("ada", json!({}))))).await;
+    let ada = presence_id("ada");
+    anon.wait("both", |c| c.user(&ada).is_some()).await;
+    assert_eq!(anon.user(&ada).unwrap().verified, Some(true));
+    assert_eq!(anon.user("anon-tab").unwrap().verified, Some(false));
+    let off = TestServer::start(test_config_with(&[])).await;
+    let c = hello_with(&off, "room", "plain", None).await;
+    assert_eq!(c.user("plain").unwrap().verified, None);
+}
+
+#[tokio::test]
+async fn a_verified_tab_that_reloads_within_grace_is_not_seen_leaving() {
+    let s = server(&["--auth", "required"]).await;
+    let token = hs256(&claims("ada", json!({})));
+    let mut watcher = hello_with(&s, "room", "w", Some(&hs256(&claims("w", json!({}))))).await;
+    let tab = hello_with(&s, "room", "laptop-tab", Some(&token)).await;
+    let ada = presence_id("ada");
+    watcher.wait("ada", |c| c.user(&ada).is_some()).await;
+    let version = watcher.version();
+    tab.drop_connection();
+    let _back = hello_with(&s, "room", "laptop-tab", Some(&token)).await;
+    watcher.settle(Duration::from_millis(600)).await;
+    assert!(watcher.user(&ada).is_some_and(|u| u.tabs == 1));
+    assert!(
+        watcher
+            .diffs
+            .iter()
+            .all(|d| !d.left.iter().any(|l| **l == *ada)),
+        "no leave was shown (version {version} -> {})",
+        watcher.version()
+    );
+}

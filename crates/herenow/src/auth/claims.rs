@@ -6,6 +6,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::protocol::Role;
 use crate::protocol::{Id, RoomId, UserHints, MAX_ROOM_ID_LEN};
 
 /// The prefix of every verified presence id; anonymous tab ids may not start with it.
@@ -15,17 +16,6 @@ pub const VERIFIED_PREFIX: &str = "u_";
 pub const MAX_SUB_BYTES: usize = 256;
 /// Most room patterns one token may carry.
 pub const MAX_ROOM_PATTERNS: usize = 100;
-
-/// What a token lets its holder do in a room.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Shown in the room, may set state and send events.
-    #[default]
-    Member,
-    /// Receives the room but is never shown in it and may not send state or events.
-    Viewer,
-}
 
 /// The claims herenow reads; others (`iat`, custom ones) are ignored; `iss`, `aud` and
 /// `nbf` are checked by the verifier (the first two when configured).

@@ -25,7 +25,8 @@ use serde::Serialize;
 pub use claims::{presence_id, Claims, Identity, Role, RoomPattern, VERIFIED_PREFIX};
 pub use jwks::Jwks;
 
-use crate::protocol::{close, ErrorCode, Rejection, RoomId};
+use crate::protocol::close::ServerClose;
+use crate::protocol::{ErrorCode, Rejection, RoomId};
 
 /// Largest token accepted, in bytes: real ones are under 2 KiB; the cap bounds the work a
 /// hostile one can cause before any signature check.
@@ -85,14 +86,19 @@ impl AuthError {
         }
     }
 
-    /// The WebSocket close code that follows the error (clients retry neither), or
-    /// `None` when the socket stays open.
-    pub fn close_code(&self) -> Option<u16> {
+    /// How the socket closes after the error (4401 or 4403; clients retry neither), or
+    /// `None` when it stays open.
+    pub fn close(&self) -> Option<ServerClose> {
         match self {
-            AuthError::Invalid(_) | AuthError::Expired => Some(close::UNAUTHORIZED),
-            AuthError::Forbidden(_) => Some(close::FORBIDDEN),
+            AuthError::Invalid(_) | AuthError::Expired => Some(ServerClose::Unauthorized),
+            AuthError::Forbidden(_) => Some(ServerClose::Forbidden),
             AuthError::NotChecked => None,
         }
+    }
+
+    /// The close code that follows the error, if any.
+    pub fn close_code(&self) -> Option<u16> {
+        self.close().map(ServerClose::code)
     }
 
     pub fn rejection(&self) -> Rejection {

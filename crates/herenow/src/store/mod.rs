@@ -7,6 +7,7 @@
 //! runs against every store.
 
 pub mod memory;
+pub mod metered;
 pub mod redis;
 
 use std::fmt;

@@ -49,7 +49,7 @@ pub fn sign(name: &str, claims: &Value) -> String {
 pub fn sign_as(name: &str, kid: Option<&str>, alg: Algorithm, claims: &Value) -> String {
     let pem = std::fs::read(key_dir().join(format!("{name}.pem"))).unwrap();
     let key = match alg {
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => {
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 => {
             EncodingKey::from_rsa_pem(&pem).unwrap()
         }
         Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&pem).unwrap(),

@@ -55,34 +55,26 @@ pub fn test_config() -> Config {
     ])
 }
 
-/// [`test_config`] with more flags.
+/// [`test_config`]'s short timings with more flags (which win over them).
 pub fn test_config_with(extra: &[&str]) -> Config {
+    let defaults = [
+        ("--host", "127.0.0.1"),
+        ("--port", "0"),
+        ("--grace-ms", "300"),
+        ("--stale-ms", "1500"),
+        ("--heartbeat-ms", "200"),
+        ("--lease-ms", "1000"),
+        ("--reap-ms", "200"),
+        ("--ping-ms", "500"),
+        ("--typing-timeout-ms", "400"),
+        ("--hello-timeout-ms", "500"),
+        ("--drain-ms", "1000"),
+    ];
     let mut args: Vec<String> = vec!["herenow".into()];
-    for a in [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--grace-ms",
-        "300",
-        "--stale-ms",
-        "1500",
-        "--heartbeat-ms",
-        "200",
-        "--lease-ms",
-        "1000",
-        "--reap-ms",
-        "200",
-        "--ping-ms",
-        "500",
-        "--typing-timeout-ms",
-        "400",
-        "--hello-timeout-ms",
-        "500",
-        "--drain-ms",
-        "1000",
-    ] {
-        args.push(a.into());
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Config::parse_from_env_free(args);
@@ -362,6 +354,13 @@ impl TestClient {
     pub async fn send_text(&mut self, text: String) {
         let ws = self.ws.as_mut().expect("open");
         ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// Send a text frame, ignoring a failure (the server may have closed the socket).
+    pub async fn try_send_text(&mut self, text: String) {
+        if let Some(ws) = self.ws.as_mut() {
+            let _ = ws.send(Message::Text(text.into())).await;
+        }
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {

@@ -498,10 +498,7 @@ impl Reader {
                     .auth
                     .verify(&refresh.token)
                     .await
-                    .map_err(|e| match e {
-                        AuthError::Forbidden(_) => Refusal::from(e),
-                        e => Refusal::Stay(e.rejection()),
-                    })?;
+                    .map_err(|e| Refusal::Stay(e.rejection()))?;
                 if fresh.id != current.0.id || fresh.role != current.0.role {
                     return Err(Rejection::new(
                         ErrorCode::InvalidToken,

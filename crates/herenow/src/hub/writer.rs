@@ -120,6 +120,9 @@ impl Hub {
                 room.mirror.drift(&cell.id, || local);
                 return;
             }
+            // The store answers again, and may have lost what the others wrote: from now
+            // on they get one lease to write it again before what it lacks counts as gone.
+            self.recover(cell, &mut room, Instant::now());
             let ids: Vec<Id> = room.members.iter().map(|(id, _)| id.clone()).collect();
             for id in &ids {
                 if let Some(local) = room.members.get_mut(id) {

@@ -625,6 +625,7 @@ async fn herenow_token_prints_a_token_the_server_accepts() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_herenow"))
         .args(["token", "--sub", "ada"])
         .env_remove("AUTH_SECRET")
+        .env("HERENOW_DOTENV", "0")
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -71,6 +71,7 @@ pub async fn run(c: &Common, a: &ConvergeArgs) -> Result<Outcome> {
     let mut failed = 0usize;
     let mut consecutive = 0usize;
     let redis_join = RedisWatch::start(&cluster, !a.no_monitor).await?;
+    let merged0 = cluster.metric("herenow_broadcasts_merged_total").await;
     let phase = Instant::now();
     'joins: for k in 0..a.clients {
         for r in 0..a.rooms {
@@ -114,6 +115,9 @@ pub async fn run(c: &Common, a: &ConvergeArgs) -> Result<Outcome> {
         }
     }
     let join_phase = phase.elapsed();
+    // Broadcasts that waited for the end of a fan-out interval (the budget ran out).
+    let merged = cluster.metric("herenow_broadcasts_merged_total").await - merged0;
+    o.set("merged_broadcasts_in_joins", merged);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all: Vec<&Client> = rooms.iter().flatten().collect();
     let joins = all.len() as u64;

@@ -60,6 +60,7 @@ pub async fn run(c: &Common, a: &StormArgs) -> Result<Outcome> {
     let before = sample_all(&cluster);
     let wire0 = client::wire_total(&all);
     let redis_join = RedisWatch::start(&cluster, false).await?;
+    let merged0 = cluster.metric("herenow_broadcasts_merged_total").await;
     let t0 = Instant::now();
     for c in &all {
         c.hello();
@@ -72,6 +73,10 @@ pub async fn run(c: &Common, a: &StormArgs) -> Result<Outcome> {
     let bytes_at_exact = client::total(&all, |s| s.bytes);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let bytes = client::total(&all, |s| s.bytes);
+    o.set(
+        "merged_broadcasts",
+        cluster.metric("herenow_broadcasts_merged_total").await - merged0,
+    );
     let frames = client::total(&all, |s| s.frames);
     let wire_bytes = client::wire_total(&all) - wire0;
     let cpu = cpu_used(&before, &after);

@@ -197,7 +197,7 @@ impl Peers {
                     let frame = frames.full(roster, peer);
                     peer.state = PeerState::Holds(roster.version());
                     sent.add(&frame);
-                    if peer.outbox.push(frame.clone(), Kind::Roster) == Pushed::Overflow {
+                    if peer.outbox.push(frame.clone(), Kind::Full) == Pushed::Overflow {
                         peer.outbox.replace_rosters(frame);
                     }
                 }
@@ -227,16 +227,19 @@ impl Peers {
                 _ => continue,
             };
             peer.state = PeerState::Holds(version);
-            let frame = match peer.proto {
+            let (frame, kind) = match peer.proto {
                 Proto::V1 if !members_changed => continue,
-                Proto::V1 => frames.v1(roster),
-                Proto::V2 if known == prev => diff_frame
-                    .get_or_insert_with(|| encode(&diff_msg).into())
-                    .clone(),
-                Proto::V2 => frames.v2(roster, &peer.id),
+                Proto::V1 => (frames.v1(roster), Kind::Full),
+                Proto::V2 if known == prev => (
+                    diff_frame
+                        .get_or_insert_with(|| encode(&diff_msg).into())
+                        .clone(),
+                    Kind::Diff,
+                ),
+                Proto::V2 => (frames.v2(roster, &peer.id), Kind::Full),
             };
             sent.add(&frame);
-            if peer.outbox.push(frame, Kind::Roster) == Pushed::Overflow {
+            if peer.outbox.push(frame, kind) == Pushed::Overflow {
                 peer.outbox.replace_rosters(frames.full(roster, peer));
             }
         }

@@ -201,7 +201,9 @@ pub fn median(values: &[f64]) -> Option<f64> {
 /// Which run is the median one by its first target (the first run without targets).
 fn median_run(runs: &[Outcome]) -> usize {
     let key = |o: &Outcome| o.targets.first().and_then(|t| t.value);
-    let mut order: Vec<usize> = (0..runs.len()).filter(|&i| key(&runs[i]).is_some()).collect();
+    let mut order: Vec<usize> = (0..runs.len())
+        .filter(|&i| key(&runs[i]).is_some())
+        .collect();
     if order.is_empty() {
         return 0;
     }
@@ -346,7 +348,9 @@ async fn run_once(
         Ok(Ok(o)) => {
             let stdout = String::from_utf8_lossy(&o.stdout);
             match stdout.lines().rev().find(|l| l.starts_with('{')) {
-                Some(line) => serde_json::from_str(line).with_context(|| format!("parsing {line}"))?,
+                Some(line) => {
+                    serde_json::from_str(line).with_context(|| format!("parsing {line}"))?
+                }
                 None => Outcome::failed(
                     key,
                     Value::Null,
@@ -710,9 +714,9 @@ pub fn markdown(h: &Header, ran: &[Ran]) -> String {
         let _ = writeln!(s, "```sh\n{}\n```\n", r.command);
         let runs = match r.runs.len() {
             0 | 1 => String::new(),
-            n => format!(
-                " {n} runs; the figures below are the median run's (by its first target)."
-            ),
+            n => {
+                format!(" {n} runs; the figures below are the median run's (by its first target).")
+            }
         };
         let _ = writeln!(
             s,

@@ -3,6 +3,7 @@
  * Routing is three lines of History API: `/rooms/:roomId`, anything else is the lobby.
  */
 import { cleanName, loadProfile, saveName, type Profile } from "./profile";
+import { SignInError, devTokenSource, loadSignIn, saveSignIn } from "./signin";
 import {
   ActivityLog,
   AvatarStack,
@@ -15,7 +16,7 @@ import {
   useSelf,
   useTyping,
 } from "@herenow/react";
-import { useEffect, useState, type MouseEvent } from "react";
+import { useEffect, useMemo, useState, type MouseEvent } from "react";
 import { ROOMS, roomInfo, roomPath, routeOf } from "./routes";
 
 function storage(): Storage | null {
@@ -67,14 +68,60 @@ export function App() {
     document.title = `${roomInfo(route.room).title} · herenow`;
   }, [route.room]);
 
+  // Development sign-in: a verified user, one face on every device signed in with the name.
+  const [signedIn, setSignedIn] = useState<string | null>(() => loadSignIn(storage()));
+  const [signInNote, setSignInNote] = useState<string | null>(null);
+  const getToken = useMemo(() => (signedIn ? devTokenSource(signedIn) : undefined), [signedIn]);
+  const signIn = async () => {
+    const who = cleanName(name) || profile.name;
+    try {
+      await devTokenSource(who)(); // Is the route there? Say why not, rather than retry.
+      saveSignIn(storage(), who);
+      setSignInNote(null);
+      setSignedIn(who);
+    } catch (e) {
+      setSignInNote(e instanceof SignInError ? e.message : "sign-in failed: is the server up?");
+    }
+  };
+  const signOut = (note: string | null = null) => {
+    saveSignIn(storage(), null);
+    setSignInNote(note);
+    setSignedIn(null);
+  };
+
   return (
-    <PresenceProvider room={route.room} user={{ name: hintName, color: profile.color }}>
-      <Page room={route.room} navigate={navigate} name={name} onName={setName} />
+    <PresenceProvider
+      // A new sign-in state is a new connection: the token goes in the hello.
+      key={signedIn ?? "anonymous"}
+      room={route.room}
+      user={{ name: hintName, color: profile.color }}
+      {...(getToken ? { getToken } : {})}
+      onAuthError={(error) => signOut(`Signed out: ${error.detail ?? error.code} (${error.message})`)}
+    >
+      <Page
+        room={route.room}
+        navigate={navigate}
+        name={name}
+        onName={setName}
+        signedIn={signedIn}
+        signInNote={signInNote}
+        onSignIn={() => void signIn()}
+        onSignOut={() => signOut()}
+      />
     </PresenceProvider>
   );
 }
 
-function Page(props: { room: string; navigate: (to: string) => void; name: string; onName: (name: string) => void }) {
+function Page(props: {
+  room: string;
+  navigate: (to: string) => void;
+  name: string;
+  onName: (name: string) => void;
+  signedIn: string | null;
+  signInNote: string | null;
+  onSignIn: () => void;
+  onSignOut: () => void;
+}) {
   const { room, navigate } = props;
   const info = roomInfo(room);
   const follow = (to: string) => (e: MouseEvent<HTMLAnchorElement>) => {
@@ -109,8 +156,27 @@ function Page(props: { room: string; navigate: (to: string) => void; name: strin
             ))}
           </ul>
         </nav>
+        <section className="signin" aria-label="Sign-in">
+          {props.signedIn ? (
+            <>
+              <p className="signin__who">
+                Signed in as <strong>{props.signedIn}</strong>
+              </p>
+              <button type="button" className="signin__button" onClick={props.onSignOut}>
+                Sign out
+              </button>
+            </>
+          ) : (
+            <button type="button" className="signin__button" onClick={props.onSignIn}>
+              Sign in as {cleanName(props.name) || "…"}
+            </button>
+          )}
+          {props.signInNote ? <p className="signin__note">{props.signInNote}</p> : null}
+        </section>
         <p className="sidebar__hint">
-          Each tab is a visitor. Open this page in a second tab and a second face appears at the top.
+          {props.signedIn
+            ? "Signed in, every tab and device with your name is one face, shown as verified."
+            : "Each tab is a visitor. Open this page in a second tab and a second face appears at the top."}
         </p>
       </aside>
 
@@ -203,6 +269,12 @@ function People() {
             </span>
             <span className="people__name">
               {displayName(u)}
+              {u.verified ? (
+                <span className="people__verified" title="verified by a token">
+                  {" "}
+                  ✓
+                </span>
+              ) : null}
               {u === self ? <span className="muted"> (you)</span> : null}
             </span>
             <span className="muted people__status">{away ? "away" : u.tabs > 1 ? `${u.tabs} tabs` : "active"}</span>

@@ -532,7 +532,7 @@ pub fn fmt_num(v: f64) -> String {
             let digits: Vec<char> = s.trim_start_matches('-').chars().collect();
             let mut out = String::new();
             for (i, ch) in digits.iter().enumerate() {
-                if i > 0 && (digits.len() - i) % 3 == 0 {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
                     out.push(',');
                 }
                 out.push(*ch);

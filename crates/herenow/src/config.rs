@@ -5,7 +5,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::auth::{AuthMode, AuthSettings, Role, MIN_SECRET_BYTES};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -14,6 +16,13 @@ pub enum LogFormat {
     /// One JSON object per line, for log collectors.
     Json,
 }
+
+/// `MAX_SOCKETS_PER_IP` unless AUTH=off: a household or an office behind one address
+/// opens a few dozen tabs at most.
+pub const DEFAULT_SOCKETS_PER_IP: u32 = 100;
+/// `HANDSHAKES_PER_IP_PER_SEC` unless AUTH=off: a burst of 40 covers a browser restoring
+/// every tab at once; a reconnect loop or a scan does not get further.
+pub const DEFAULT_HANDSHAKES_PER_IP_PER_SEC: u32 = 20;
 
 /// herenow: room presence over WebSockets (who is on this page right now).
 #[derive(Clone, Debug, Parser)]
@@ -144,6 +153,149 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
+
+    /// Who may join: `off` (anonymous only, display hints as sent), `optional` (verified
+    /// and anonymous users side by side), `required` (a valid token or close 4401).
+    #[arg(long, env = "AUTH", value_enum, default_value = "off")]
+    pub auth: AuthMode,
+
+    /// HS256 secret that tokens are signed with (at least 32 bytes).
+    #[arg(long, env = "AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// JWKS URL of an identity provider, for RS256, ES256 and EdDSA tokens.
+    #[arg(long, env = "AUTH_JWKS_URL")]
+    pub auth_jwks_url: Option<String>,
+
+    /// A token naming a key id the JWKS cache does not hold refetches the JWKS at most
+    /// this often, so a flood of made-up key ids costs the provider one request per interval.
+    #[arg(long, env = "AUTH_JWKS_REFRESH_MS", default_value_t = 60_000)]
+    pub auth_jwks_refresh_ms: u64,
+
+    /// Required `iss` of every token, when set.
+    #[arg(long, env = "AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// Required `aud` of every token, when set.
+    #[arg(long, env = "AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds: the server's and the token
+    /// issuer's clocks never agree exactly.
+    #[arg(long, env = "AUTH_LEEWAY_SECS", default_value_t = 30)]
+    pub auth_leeway_secs: u64,
+
+    /// Origins allowed to open sockets, comma-separated (`https://app.example.com`,
+    /// `https://*.example.com`, or `*`). Default: any with AUTH=off, else only pages of
+    /// the host the request was sent to. Others get HTTP 403 before the upgrade.
+    #[arg(long, env = "ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+
+    /// Open sockets per client address (IPv6: per /64); over it, HTTP 429 before the
+    /// upgrade. Default: 100, or off with AUTH=off (benchmarks open 20,000 from one
+    /// address). 0 = off.
+    #[arg(long, env = "MAX_SOCKETS_PER_IP")]
+    pub max_sockets_per_ip: Option<u32>,
+
+    /// Upgrade requests per second per client address, with a burst of twice that; over
+    /// it, HTTP 429. Default: 20, or off with AUTH=off. 0 = off.
+    #[arg(long, env = "HANDSHAKES_PER_IP_PER_SEC")]
+    pub handshakes_per_ip_per_sec: Option<u32>,
+
+    /// Proxies whose X-Forwarded-For and X-Forwarded-Host are believed, as comma-separated
+    /// CIDRs. The client is the right-most X-Forwarded-For address outside them.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
+    /// Bearer token for GET /server/rooms/:roomId and /server/metrics. Unset: open, except
+    /// with AUTH=required, where both answer 401.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Serve /metrics on this separate address (`127.0.0.1:9090`) instead of
+    /// /server/metrics, the usual Prometheus set-up on a private port.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Development only: GET /server/dev/token mints a token for any name (the demo's
+    /// sign-in). Needs AUTH_SECRET and AUTH optional or required.
+    #[arg(long, env = "DEV_TOKENS", default_value_t = false)]
+    pub dev_tokens: bool,
+
+    /// Confirms DEV_TOKENS with AUTH=required: anyone could then sign in as anyone.
+    #[arg(long, env = "DEV_TOKENS_I_KNOW", default_value_t = false)]
+    pub dev_tokens_i_know: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands besides serving (`herenow` alone serves).
+#[derive(Clone, Debug, Subcommand)]
+pub enum Command {
+    /// Print an HS256 token signed with AUTH_SECRET (development and tests).
+    Token(TokenArgs),
+}
+
+/// `herenow token --sub ada --name Ada --rooms 'design-*' --ttl 1h`
+#[derive(Clone, Debug, Args)]
+pub struct TokenArgs {
+    /// The user's stable id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Avatar URL (https://).
+    #[arg(long)]
+    pub avatar: Option<String>,
+    /// Color, #rrggbb.
+    #[arg(long)]
+    pub color: Option<String>,
+    /// Room patterns, comma-separated (`*` is a wildcard); absent = every room.
+    #[arg(long, value_delimiter = ',')]
+    pub rooms: Option<Vec<String>>,
+    /// `member` or `viewer`.
+    #[arg(long, value_enum, default_value = "member")]
+    pub role: RoleArg,
+    /// Lifetime: `90s`, `15m`, `1h`, `7d`, or seconds.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Member,
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Member => Role::Member,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
+/// `90s`, `15m`, `1h`, `7d` or plain seconds.
+pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (num, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{raw:?}: the unit must be s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("the ttl must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// The fan-out budget without a setting (see [`Config::broadcast_frames`]).
@@ -199,7 +351,71 @@ impl Config {
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}', ' ']) {
             return Err("REDIS_PREFIX must be non-empty, without braces or spaces".into());
         }
+        self.check_auth()
+    }
+
+    fn check_auth(&self) -> Result<(), String> {
+        if let Some(secret) = &self.auth_secret {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(format!("AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes (try: openssl rand -hex 32)"));
+            }
+        }
+        if let Some(url) = &self.auth_jwks_url {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                return Err("AUTH_JWKS_URL must be an http(s):// URL".into());
+            }
+        }
+        if self.auth != AuthMode::Off && self.auth_secret.is_none() && self.auth_jwks_url.is_none()
+        {
+            return Err("AUTH=optional or required needs AUTH_SECRET or AUTH_JWKS_URL".into());
+        }
+        if self.auth_jwks_refresh_ms == 0 {
+            return Err("AUTH_JWKS_REFRESH_MS must be positive".into());
+        }
+        crate::access::Origins::parse(self.allowed_origins.as_deref(), self.auth == AuthMode::Off)?;
+        crate::access::parse_cidrs(&self.trusted_proxies)
+            .map_err(|e| format!("TRUSTED_PROXIES: {e}"))?;
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err("ADMIN_TOKEN must be at least 16 characters".into());
+        }
+        if self.dev_tokens {
+            if self.auth == AuthMode::Off || self.auth_secret.is_none() {
+                return Err(
+                    "DEV_TOKENS=true needs AUTH=optional or required, and AUTH_SECRET".into(),
+                );
+            }
+            if self.auth == AuthMode::Required && !self.dev_tokens_i_know {
+                return Err("DEV_TOKENS=true with AUTH=required lets anyone sign in as anyone: also set DEV_TOKENS_I_KNOW=true if that is really what you want".into());
+            }
+        }
         Ok(())
+    }
+
+    /// The auth settings, as the verifier takes them.
+    pub fn auth_settings(&self) -> AuthSettings {
+        AuthSettings {
+            mode: self.auth,
+            secret: self.auth_secret.clone(),
+            jwks_url: self.auth_jwks_url.clone(),
+            jwks_refresh: Duration::from_millis(self.auth_jwks_refresh_ms),
+            issuer: self.auth_issuer.clone(),
+            audience: self.auth_audience.clone(),
+            leeway_secs: self.auth_leeway_secs,
+        }
+    }
+
+    /// `MAX_SOCKETS_PER_IP` with its mode-dependent default; `None` = off.
+    pub fn sockets_per_ip(&self) -> Option<u32> {
+        let default = (self.auth != AuthMode::Off).then_some(DEFAULT_SOCKETS_PER_IP);
+        self.max_sockets_per_ip
+            .map_or(default, |n| (n > 0).then_some(n))
+    }
+
+    /// `HANDSHAKES_PER_IP_PER_SEC` with its mode-dependent default; `None` = off.
+    pub fn handshakes_per_ip(&self) -> Option<u32> {
+        let default = (self.auth != AuthMode::Off).then_some(DEFAULT_HANDSHAKES_PER_IP_PER_SEC);
+        self.handshakes_per_ip_per_sec
+            .map_or(default, |n| (n > 0).then_some(n))
     }
 
     /// Settings that work but deserve a word in the log at start.
@@ -289,6 +505,11 @@ mod tests {
         assert!(c.redis_url.is_none() && !c.redis_cluster && c.static_dir.is_none());
         assert!(c.redis_ca_file.is_none());
         assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(c.auth, AuthMode::Off);
+        assert_eq!((c.auth_jwks_refresh_ms, c.auth_leeway_secs), (60_000, 30));
+        assert_eq!((c.sockets_per_ip(), c.handshakes_per_ip()), (None, None));
+        assert!(c.admin_token.is_none() && c.metrics_addr.is_none() && !c.dev_tokens);
+        assert!(c.command.is_none());
         c.check().unwrap();
         // A crashed instance is gone everywhere within 10 s by default.
         assert!(c.lease_ms + c.reap_ms <= 10_000);
@@ -318,5 +539,115 @@ mod tests {
         assert!(c.check().is_err());
         let c = Config::parse_from_env_free(["herenow", "--redis-prefix", "a{b}"]);
         assert!(c.check().is_err());
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn auth_settings_are_checked() {
+        let ok = |args: &[&str]| {
+            let mut all = vec!["herenow"];
+            all.extend_from_slice(args);
+            Config::parse_from_env_free(all).check()
+        };
+        assert!(ok(&["--auth", "required"]).is_err(), "needs a key");
+        assert!(ok(&["--auth", "required", "--auth-secret", "short"]).is_err());
+        assert!(ok(&["--auth", "required", "--auth-secret", SECRET]).is_ok());
+        assert!(ok(&[
+            "--auth",
+            "optional",
+            "--auth-jwks-url",
+            "https://id.example/jwks"
+        ])
+        .is_ok());
+        assert!(ok(&[
+            "--auth",
+            "optional",
+            "--auth-jwks-url",
+            "file:///etc/passwd"
+        ])
+        .is_err());
+        assert!(ok(&["--allowed-origins", "app.example"]).is_err());
+        assert!(ok(&["--trusted-proxies", "10.0.0.0/99"]).is_err());
+        assert!(ok(&["--admin-token", "short"]).is_err());
+        assert!(ok(&["--dev-tokens"]).is_err(), "not with AUTH=off");
+        assert!(ok(&[
+            "--dev-tokens",
+            "--auth",
+            "optional",
+            "--auth-secret",
+            SECRET
+        ])
+        .is_ok());
+        let required = [
+            "--dev-tokens",
+            "--auth",
+            "required",
+            "--auth-secret",
+            SECRET,
+        ];
+        assert!(
+            ok(&required).is_err(),
+            "required + dev tokens needs the confirmation"
+        );
+        let mut confirmed = required.to_vec();
+        confirmed.push("--dev-tokens-i-know");
+        assert!(ok(&confirmed).is_ok());
+    }
+
+    #[test]
+    fn per_address_limits_default_by_auth_mode() {
+        let c =
+            Config::parse_from_env_free(["herenow", "--auth", "optional", "--auth-secret", SECRET]);
+        assert_eq!(
+            (c.sockets_per_ip(), c.handshakes_per_ip()),
+            (Some(100), Some(20))
+        );
+        let c = Config::parse_from_env_free([
+            "herenow",
+            "--auth",
+            "required",
+            "--auth-secret",
+            SECRET,
+            "--max-sockets-per-ip",
+            "0",
+            "--handshakes-per-ip-per-sec",
+            "5",
+        ]);
+        assert_eq!((c.sockets_per_ip(), c.handshakes_per_ip()), (None, Some(5)));
+        let c = Config::parse_from_env_free(["herenow", "--max-sockets-per-ip", "3"]);
+        assert_eq!((c.sockets_per_ip(), c.handshakes_per_ip()), (Some(3), None));
+    }
+
+    #[test]
+    fn the_token_subcommand_and_ttls() {
+        let c = Config::parse_from_env_free([
+            "herenow",
+            "token",
+            "--sub",
+            "ada",
+            "--name",
+            "Ada",
+            "--rooms",
+            "design-*,lobby",
+            "--ttl",
+            "2h",
+        ]);
+        match c.command {
+            Some(Command::Token(t)) => {
+                assert_eq!(t.sub, "ada");
+                assert_eq!(t.rooms.unwrap(), ["design-*", "lobby"]);
+                assert_eq!(t.ttl, Duration::from_secs(7200));
+                assert_eq!(t.role, RoleArg::Member);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_ttl("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_ttl("42").unwrap(), Duration::from_secs(42));
+        for bad in ["", "h", "1w", "0", "-1h", "1.5h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?}");
+        }
     }
 }

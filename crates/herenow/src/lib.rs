@@ -21,8 +21,12 @@
 //! - [`rate`]: the token bucket behind the per-socket rate limit.
 //! - [`http`]: the router (`/server/ws/:roomId`, health, readiness, metrics, REST
 //!   roster, static files) and [`serve`].
+//! - [`access`]: checks before the upgrade: origins, per-address limits, trusted proxies.
+//! - [`auth`]: identity tokens (JWT, JWKS) and what they allow.
 //! - [`config`]: every setting with its default; [`metrics`]: Prometheus counters.
 
+pub mod access;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod hub;

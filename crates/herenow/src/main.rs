@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use herenow::config::{Config, LogFormat};
+use herenow::config::{Command, Config, LogFormat, TokenArgs};
 use tokio::net::{TcpListener, TcpSocket};
 use tracing_subscriber::EnvFilter;
 
@@ -16,6 +16,10 @@ const LISTEN_BACKLOG: u32 = 4096;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     config.check().map_err(anyhow::Error::msg)?;
+    if let Some(Command::Token(args)) = &config.command {
+        println!("{}", mint(&config, args)?);
+        return Ok(());
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Logs go to stderr: stdout carries the one listening line, whatever is logged
     // before it (connecting to Redis comes first).
@@ -42,6 +46,31 @@ async fn main() -> anyhow::Result<()> {
     println!("herenow listening on http://{}", listener.local_addr()?);
     herenow::http::serve_with_store(listener, config, store, shutdown_signal()).await?;
     Ok(())
+}
+
+/// `herenow token`: an HS256 token with AUTH_SECRET, for AUTH_ISSUER and AUTH_AUDIENCE.
+fn mint(config: &Config, args: &TokenArgs) -> anyhow::Result<String> {
+    use herenow::auth::{mint_hs256, now_secs, Claims, Identity};
+    let secret = config.auth_secret.as_deref().context(
+        "herenow token needs AUTH_SECRET (at least 32 bytes; try: openssl rand -hex 32)",
+    )?;
+    let claims = Claims {
+        sub: args.sub.clone(),
+        exp: now_secs() + args.ttl.as_secs(),
+        name: args.name.clone(),
+        avatar: args.avatar.clone(),
+        color: args.color.clone(),
+        rooms: args.rooms.clone(),
+        role: Some(args.role.into()),
+    };
+    // The checks a server applies, so a token printed here is one it accepts.
+    Identity::from_claims(claims.clone()).map_err(anyhow::Error::msg)?;
+    Ok(mint_hs256(
+        secret,
+        &claims,
+        config.auth_issuer.as_deref(),
+        config.auth_audience.as_deref(),
+    )?)
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::access::Refused;
 use crate::protocol::close::ServerClose;
 use crate::protocol::ErrorCode;
 
@@ -26,6 +27,7 @@ pub struct Metrics {
     pub resyncs: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
     closes: [AtomicU64; CLOSE_LABELS.len()],
+    refused: [AtomicU64; Refused::ALL.len()],
     store_calls: AtomicU64,
     store_micros: AtomicU64,
     store_buckets: [AtomicU64; STORE_BUCKETS.len()],
@@ -33,7 +35,15 @@ pub struct Metrics {
 
 /// The `reason` labels of server closes, in the order they are listed
 /// ([`ServerClose::label`] maps each close to one).
-const CLOSE_LABELS: [&str; 5] = ["policy", "too_big", "slow", "stale", "restart"];
+const CLOSE_LABELS: [&str; 7] = [
+    "policy",
+    "too_big",
+    "slow",
+    "stale",
+    "restart",
+    "unauthorized",
+    "forbidden",
+];
 
 impl Metrics {
     pub fn error(&self, code: ErrorCode) {
@@ -57,6 +67,12 @@ impl Metrics {
             .iter()
             .position(|l| *l == label)
             .map_or(0, |i| self.closes[i].load(Relaxed))
+    }
+
+    /// An upgrade request refused before the upgrade (origin, per-address limits).
+    pub fn refused(&self, why: Refused) {
+        let i = Refused::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.refused[i].fetch_add(1, Relaxed);
     }
 
     pub fn store_call(&self, took: Duration) {
@@ -158,6 +174,15 @@ impl Metrics {
                 n.load(Relaxed)
             );
         }
+        let _ = writeln!(out, "# HELP herenow_refused_upgrades_total Upgrade requests refused before the upgrade, by reason.\n# TYPE herenow_refused_upgrades_total counter");
+        for (why, n) in Refused::ALL.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "herenow_refused_upgrades_total{{reason=\"{}\"}} {}",
+                why.label(),
+                n.load(Relaxed)
+            );
+        }
         let _ = writeln!(out, "# HELP herenow_store_seconds Latency of store calls.\n# TYPE herenow_store_seconds histogram");
         let mut cumulative = 0;
         for (bound, n) in STORE_BUCKETS.iter().zip(&self.store_buckets) {
@@ -198,6 +223,8 @@ mod tests {
         m.store_call(Duration::from_secs(2));
         m.closed(ServerClose::Slow);
         m.closed(ServerClose::RoomFull);
+        m.refused(Refused::SocketsPerIp);
+        m.closed(ServerClose::Forbidden);
         let text = m.render(2, 5, true);
         assert!(text.contains("herenow_server_closes_total{reason=\"slow\"} 1"));
         assert!(text.contains("herenow_server_closes_total{reason=\"policy\"} 1"));
@@ -207,5 +234,8 @@ mod tests {
         assert!(text.contains("herenow_store_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("herenow_store_seconds_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("herenow_store_seconds_count 2"));
+        assert!(text.contains("herenow_refused_upgrades_total{reason=\"sockets_per_ip\"} 1"));
+        assert!(text.contains("herenow_refused_upgrades_total{reason=\"origin\"} 0"));
+        assert!(text.contains("herenow_server_closes_total{reason=\"forbidden\"} 1"));
     }
 }

@@ -56,8 +56,10 @@ pub mod close {
     pub const TRY_AGAIN: u16 = 1013;
     /// The peer is gone: it sent nothing (not even a pong) for `STALE_MS`.
     pub const GOING_AWAY: u16 = 1001;
-    /// Unauthorised: do not retry.
+    /// Unauthorised (no valid token, or it expired): do not retry; the app is told.
     pub const UNAUTHORIZED: u16 = 4401;
+    /// Forbidden room (the token does not allow it): do not retry; the app is told.
+    pub const FORBIDDEN: u16 = 4403;
 
     /// Every reason the server closes a socket: its close code, the reason sent with it
     /// (never anything internal) and the label it is counted under in metrics. The one
@@ -79,11 +81,15 @@ pub mod close {
         Slow,
         /// The server is shutting down: reconnect, ideally elsewhere.
         Restart,
+        /// No valid token at hello, or it expired without a refresh.
+        Unauthorized,
+        /// The token does not allow this room (checked at hello and on every refresh).
+        Forbidden,
     }
 
     impl ServerClose {
         /// Every variant, in the order metrics list them.
-        pub const ALL: [ServerClose; 7] = [
+        pub const ALL: [ServerClose; 9] = [
             ServerClose::NoHello,
             ServerClose::RateLimited,
             ServerClose::TooBig,
@@ -91,6 +97,8 @@ pub mod close {
             ServerClose::RoomFull,
             ServerClose::Slow,
             ServerClose::Restart,
+            ServerClose::Unauthorized,
+            ServerClose::Forbidden,
         ];
 
         pub fn code(self) -> u16 {
@@ -100,6 +108,8 @@ pub mod close {
                 ServerClose::Stale => GOING_AWAY,
                 ServerClose::RoomFull | ServerClose::Slow => TRY_AGAIN,
                 ServerClose::Restart => RESTART,
+                ServerClose::Unauthorized => UNAUTHORIZED,
+                ServerClose::Forbidden => FORBIDDEN,
             }
         }
 
@@ -113,6 +123,8 @@ pub mod close {
                 ServerClose::RoomFull => "room is full",
                 ServerClose::Slow => "too slow to keep up",
                 ServerClose::Restart => "server restarting",
+                ServerClose::Unauthorized => "unauthorized",
+                ServerClose::Forbidden => "room not allowed",
             }
         }
 
@@ -126,6 +138,8 @@ pub mod close {
                 ServerClose::Slow => "slow",
                 ServerClose::Stale => "stale",
                 ServerClose::Restart => "restart",
+                ServerClose::Unauthorized => "unauthorized",
+                ServerClose::Forbidden => "forbidden",
             }
         }
     }
@@ -308,6 +322,13 @@ pub enum ClientMsg {
     Event(ClientEvent),
     /// Ask for a full snapshot (after a version gap).
     Sync,
+    /// Replace this socket's token with a fresh one before the old one expires.
+    Auth(AuthRefresh),
+}
+
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+pub struct AuthRefresh {
+    pub token: String,
 }
 
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
@@ -362,8 +383,9 @@ impl Proto {
     }
 }
 
-/// How a socket takes part in its room.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a socket takes part in its room (a token's `role` claim: `member` or `viewer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Shown in the room, counted toward `MAX_ROOM_MEMBERS`.
     #[default]
@@ -384,10 +406,13 @@ pub struct Join {
     pub role: Role,
     pub user: UserHints,
     pub state: RawJson,
+    /// Whether a token vouches for this user; `None` with `AUTH=off`.
+    pub verified: Option<bool>,
 }
 
 impl Hello {
-    /// Validates every field; a rejected hello does not count as the socket's first.
+    /// Validates every field but the token (the session checks it against the auth
+    /// settings); a rejected hello does not count as the socket's first.
     pub fn validate(self) -> Result<Join, Rejection> {
         if !is_valid_id(&self.id) {
             return Err(Rejection::new(
@@ -396,12 +421,6 @@ impl Hello {
             ));
         }
         let proto = Proto::parse(self.proto.as_ref())?;
-        if self.token.is_some() {
-            return Err(Rejection::new(
-                ErrorCode::InvalidToken,
-                "this server does not verify identity tokens; send hello without token",
-            ));
-        }
         let user = self.user.unwrap_or_default().validate()?;
         let state = match self.state {
             Some(map) => state_json(&map)?,
@@ -415,6 +434,7 @@ impl Hello {
             role: Role::Member,
             user,
             state,
+            verified: None,
         })
     }
 }
@@ -539,6 +559,10 @@ pub struct User {
     pub tabs: u32,
     /// When the member arrived, ms since the Unix epoch.
     pub since: u64,
+    /// With `AUTH=optional` or `required`: whether a token vouches for this user (its id
+    /// is then derived from the token's `sub`). Absent with `AUTH=off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -573,10 +597,12 @@ pub enum ErrorCode {
     EventTooLarge,
     RateLimited,
     RoomFull,
+    TokenExpired,
+    Forbidden,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -590,6 +616,8 @@ impl ErrorCode {
         ErrorCode::EventTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::RoomFull,
+        ErrorCode::TokenExpired,
+        ErrorCode::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -607,6 +635,8 @@ impl ErrorCode {
             ErrorCode::EventTooLarge => "event_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }
@@ -645,7 +675,7 @@ pub fn decode(text: &str) -> Result<ClientMsg, Rejection> {
                 #[serde(rename = "type")]
                 kind: Option<Value>,
             }
-            const KNOWN: [&str; 5] = ["hello", "ping", "state", "event", "sync"];
+            const KNOWN: [&str; 6] = ["hello", "ping", "state", "event", "sync", "auth"];
             match serde_json::from_str::<Envelope>(text) {
                 Err(_) => Err(Rejection::new(
                     ErrorCode::BadJson,
@@ -735,10 +765,6 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"hello","id":"a","proto":"2"}"#),
             ErrorCode::InvalidProto
-        );
-        assert_eq!(
-            code(r#"{"type":"hello","id":"a","token":"x"}"#),
-            ErrorCode::InvalidToken
         );
         assert_eq!(
             code(r##"{"type":"hello","id":"a","user":{"color":"red"}}"##),

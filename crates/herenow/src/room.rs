@@ -37,6 +37,9 @@ pub struct Entry {
     pub tabs: u32,
     /// When this entry was first written, ms since the Unix epoch.
     pub since: u64,
+    /// Whether a token vouches for this member (`None` with `AUTH=off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 /// An entry as the store holds it, with the room version that last wrote it.
@@ -112,6 +115,7 @@ impl Member {
             state: latest.1.state.clone(),
             tabs: entries.iter().map(|e| e.1.tabs).sum(),
             since: entries.iter().map(|e| e.1.since).min().unwrap_or(0),
+            verified: latest.1.verified,
         })
     }
 }
@@ -497,6 +501,7 @@ mod tests {
             state: RawJson::empty_object(),
             tabs,
             since,
+            verified: None,
         }
     }
 

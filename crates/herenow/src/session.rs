@@ -11,14 +11,15 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::{sleep_until, Instant};
 
+use crate::auth::{Admission, AuthError, AuthMode, Authenticator, Identity, VERIFIED_PREFIX};
 use crate::config::Config;
 use crate::hub::{Hub, Leave, Membership};
 use crate::metrics::Metrics;
 use crate::outbox::{Kind, Next, Outbox};
 use crate::protocol::close::{self, ServerClose};
 use crate::protocol::{
-    decode, encode, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson, Rejection, RoomId,
-    ServerMsg, TYPING_EVENT,
+    decode, encode, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson, Rejection, Role,
+    RoomId, ServerMsg, TYPING_EVENT,
 };
 use crate::rate::TokenBucket;
 use crate::ws::{self, CloseCode, CloseFrame, Message, Socket, Utf8Bytes};
@@ -57,6 +58,29 @@ impl SessionSettings {
     }
 }
 
+/// A message the session refuses: answered with an error, and maybe the socket closed.
+enum Refusal {
+    /// The socket stays open.
+    Stay(Rejection),
+    /// The error, then the socket closes.
+    Close(Rejection, ServerClose),
+}
+
+impl From<Rejection> for Refusal {
+    fn from(r: Rejection) -> Refusal {
+        Refusal::Stay(r)
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(err: AuthError) -> Refusal {
+        match err.close() {
+            Some(close) => Refusal::Close(err.rejection(), close),
+            None => Refusal::Stay(err.rejection()),
+        }
+    }
+}
+
 /// Why the reader stopped.
 enum Exit {
     /// The client closed, or the connection dropped: leave as `Leave` says.
@@ -85,14 +109,18 @@ impl Drop for SocketGauge {
 ///
 /// Not an `async fn`: its arguments would live in the task for as long as it runs, and
 /// the socket is a few hundred bytes that `split` moves to the heap at once.
+///
+/// `url_token` is the `?token=` of the upgrade URL, used when the hello brings none.
 pub fn run(
     socket: Socket,
     hub: Arc<Hub>,
     room: RoomId,
     settings: Arc<SessionSettings>,
+    auth: Arc<Authenticator>,
+    url_token: Option<Box<str>>,
 ) -> impl std::future::Future<Output = ()> {
     let (sink, stream) = socket.split();
-    serve(sink, stream, hub, room, settings)
+    serve(sink, stream, hub, room, settings, auth, url_token)
 }
 
 async fn serve(
@@ -101,6 +129,8 @@ async fn serve(
     hub: Arc<Hub>,
     room: RoomId,
     settings: Arc<SessionSettings>,
+    auth: Arc<Authenticator>,
+    url_token: Option<Box<str>>,
 ) {
     let _gauge = SocketGauge::new(hub.metrics());
     let metrics = hub.metrics().clone();
@@ -117,6 +147,9 @@ async fn serve(
         last_rejection: None,
         typing_until: None,
         last_inbound: Instant::now(),
+        auth,
+        url_token,
+        identity: None,
     };
     let mut stream = stream;
     let writer = write_loop(sink, &outbox, reader.settings.ping, &metrics);
@@ -215,6 +248,11 @@ struct Reader {
     /// When this socket's typing signal expires, while it is typing.
     typing_until: Option<Instant>,
     last_inbound: Instant,
+    auth: Arc<Authenticator>,
+    /// `?token=` from the upgrade URL, until the hello takes it.
+    url_token: Option<Box<str>>,
+    /// The verified user of this socket and when its token runs out (leeway included).
+    identity: Option<Box<(Identity, Instant)>>,
 }
 
 impl Reader {
@@ -227,6 +265,7 @@ impl Reader {
                 Some(_) => stale_at,
             };
             let typing_at = self.typing_until;
+            let expires_at = self.identity.as_ref().map(|i| i.1);
             tokio::select! {
                 frame = stream.next() => {
                     let Some(frame) = frame else {
@@ -278,6 +317,11 @@ impl Reader {
                     self.typing_until = None;
                     Box::pin(self.send_typing(false)).await;
                 }
+                () = sleep_until(expires_at.unwrap_or(deadline)), if expires_at.is_some() => {
+                    // No refresh came in time: the token's holder is no longer vouched for.
+                    self.reject(&AuthError::Expired.rejection());
+                    return Exit::Close(ServerClose::Unauthorized, Leave::Now);
+                }
             }
         }
     }
@@ -324,28 +368,68 @@ impl Reader {
                 return None;
             }
         };
-        if let Err(rejection) = self.on_msg(msg).await {
-            self.reject(&rejection);
-            if rejection.code == ErrorCode::RoomFull {
-                return Some(Exit::Close(ServerClose::RoomFull, Leave::Now));
+        match self.on_msg(msg).await {
+            Ok(()) => None,
+            Err(Refusal::Stay(rejection)) => {
+                self.reject(&rejection);
+                None
+            }
+            Err(Refusal::Close(rejection, why)) => {
+                self.reject(&rejection);
+                Some(Exit::Close(why, Leave::Now))
             }
         }
-        None
     }
 
-    async fn on_msg(&mut self, msg: ClientMsg) -> Result<(), Rejection> {
+    async fn on_msg(&mut self, msg: ClientMsg) -> Result<(), Refusal> {
         let not_joined = || Rejection::new(ErrorCode::NotJoined, "send hello first");
         match msg {
-            ClientMsg::Hello(hello) => {
+            ClientMsg::Hello(mut hello) => {
                 if self.membership.is_some() {
                     return Err(Rejection::new(
                         ErrorCode::AlreadyJoined,
                         "this socket has joined already",
-                    ));
+                    )
+                    .into());
                 }
-                let join = hello.validate()?;
+                let token = hello.token.take().map(String::into_boxed_str);
+                let mut join = hello.validate()?;
+                let token = token.or_else(|| self.url_token.take());
+                match self.auth.admit(token.as_deref(), &self.room).await? {
+                    Admission::Verified(identity) => {
+                        // The token says who this is: its id, display and role; the
+                        // hello's id stays the tab's key.
+                        join.id = identity.id.clone();
+                        join.user = identity.user.clone();
+                        join.role = identity.role;
+                        join.verified = Some(true);
+                        let expires = Instant::now() + self.auth.time_left(&identity);
+                        self.identity = Some(Box::new((identity, expires)));
+                    }
+                    Admission::Anonymous if join.id.starts_with(VERIFIED_PREFIX) => {
+                        return Err(Rejection::new(
+                            ErrorCode::InvalidId,
+                            "ids starting with u_ are reserved for verified users",
+                        )
+                        .into());
+                    }
+                    Admission::Anonymous => {
+                        join.verified = (self.auth.mode() != AuthMode::Off).then_some(false);
+                    }
+                }
+                self.url_token = None;
                 tracing::Span::current().record("id", &*join.id);
-                let membership = self.hub.join(&self.room, join, self.outbox.clone()).await?;
+                let membership = match self.hub.join(&self.room, join, self.outbox.clone()).await {
+                    Ok(m) => m,
+                    Err(r) if r.code == ErrorCode::RoomFull => {
+                        self.identity = None;
+                        return Err(Refusal::Close(r, ServerClose::RoomFull));
+                    }
+                    Err(r) => {
+                        self.identity = None;
+                        return Err(r.into());
+                    }
+                };
                 tracing::debug!(proto = ?membership.proto(), "joined");
                 self.membership = Some(membership);
             }
@@ -361,18 +445,27 @@ impl Reader {
             }
             ClientMsg::State(update) => {
                 let m = self.membership.as_ref().ok_or_else(not_joined)?;
+                if m.role() == Role::Viewer {
+                    return Err(viewer_refusal("state").into());
+                }
                 if update.state.is_none() && update.user.is_none() {
                     return Err(Rejection::new(
                         ErrorCode::BadMessage,
                         "state needs a state object or user hints",
-                    ));
+                    )
+                    .into());
                 }
                 let state = update.state.as_ref().map(state_json).transpose()?;
                 let user = update.user.map(|u| u.validate()).transpose()?;
+                // A verified user's display comes from the token alone.
+                let user = user.filter(|_| self.identity.is_none());
                 m.update(user, state).await;
             }
             ClientMsg::Event(event) => {
-                self.membership.as_ref().ok_or_else(not_joined)?;
+                let m = self.membership.as_ref().ok_or_else(not_joined)?;
+                if m.role() == Role::Viewer {
+                    return Err(viewer_refusal("events (typing included)").into());
+                }
                 let event = event.validate()?;
                 if let Some(typing) = event.typing {
                     self.typing_until =
@@ -389,6 +482,38 @@ impl Reader {
                     .as_ref()
                     .ok_or_else(not_joined)?
                     .resend_snapshot();
+            }
+            ClientMsg::Auth(refresh) => {
+                let m = self.membership.as_ref().ok_or_else(not_joined)?;
+                let Some(current) = self.identity.as_ref() else {
+                    return Err(Rejection::new(
+                        ErrorCode::InvalidToken,
+                        "this socket joined without a token; reconnect with one",
+                    )
+                    .into());
+                };
+                // A refresh that fails is answered, and the current token stays in force
+                // until it runs out: only a room no longer allowed ends the socket now.
+                let fresh = self
+                    .auth
+                    .verify(&refresh.token)
+                    .await
+                    .map_err(|e| Refusal::Stay(e.rejection()))?;
+                if fresh.id != current.0.id || fresh.role != current.0.role {
+                    return Err(Rejection::new(
+                        ErrorCode::InvalidToken,
+                        "a refreshed token must name the same user with the same role",
+                    )
+                    .into());
+                }
+                self.auth.check_room(&fresh, &self.room)?;
+                let display_changed = fresh.user != current.0.user;
+                let user = fresh.user.clone();
+                let expires = Instant::now() + self.auth.time_left(&fresh);
+                self.identity = Some(Box::new((fresh, expires)));
+                if display_changed {
+                    m.update(Some(user), None).await;
+                }
             }
         }
         Ok(())
@@ -415,6 +540,11 @@ impl Reader {
             m.set_leave(leave);
         }
     }
+}
+
+/// A viewer watches the room: it has no presence to change and no voice in it.
+fn viewer_refusal(what: &str) -> Rejection {
+    Rejection::new(ErrorCode::Forbidden, format!("viewers may not send {what}"))
 }
 
 fn too_big() -> Exit {

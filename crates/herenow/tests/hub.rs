@@ -29,6 +29,7 @@ fn join_msg(id: &str) -> Join {
         role: Role::Member,
         user: UserHints::default(),
         state: RawJson::empty_object(),
+        verified: None,
     }
 }
 

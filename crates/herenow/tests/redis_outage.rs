@@ -63,6 +63,7 @@ fn entry(name: &str) -> Entry {
         state: RawJson::empty_object(),
         tabs: 1,
         since: 1_700_000_000_000,
+        verified: None,
     }
 }
 

@@ -145,6 +145,7 @@ fn entry(name: &str, tabs: u32) -> Entry {
         state: RawJson::from_value(&serde_json::json!({"status": name, "n": 1.5})),
         tabs,
         since: 1_700_000_000_000,
+        verified: None,
     }
 }
 

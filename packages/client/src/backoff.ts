@@ -17,7 +17,8 @@ export const BACKOFF_JITTER = 0.3;
 /** After a 1008 policy close the server asks for at least this long before a retry. */
 export const POLICY_RETRY_MS = 30_000;
 
-export type CloseDecision = { kind: "retry"; delayMs: number } | { kind: "stop"; reason: "too_big" | "unauthorized" };
+export type CloseDecision =
+  { kind: "retry"; delayMs: number } | { kind: "stop"; reason: "too_big" | "unauthorized" | "forbidden" };
 
 /**
  * Delay before retry number `attempt` (0-based): 1 s, 2 s, 4 s, ... capped at 30 s, then
@@ -36,6 +37,8 @@ export function closeDecision(code: number, attempt: number, random: number): Cl
       return { kind: "stop", reason: "too_big" };
     case CloseCode.Unauthorized:
       return { kind: "stop", reason: "unauthorized" };
+    case CloseCode.Forbidden:
+      return { kind: "stop", reason: "forbidden" };
     case CloseCode.Policy:
       return { kind: "retry", delayMs: Math.round(POLICY_RETRY_MS * (1 + BACKOFF_JITTER * random)) };
     default:

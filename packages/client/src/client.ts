@@ -8,7 +8,7 @@
  * in Node and under fake timers.
  */
 import { ACTIVITY_CAPACITY, activityOfChange, appendActivity, rosterChange, type ActivityEntry } from "./activity";
-import { closeDecision } from "./backoff";
+import { backoffDelay, closeDecision } from "./backoff";
 import { TAB_CHANNEL_NAME, TabIdentity, type ChannelLike, type StorageLike } from "./identity";
 import {
   CloseCode,
@@ -18,6 +18,7 @@ import {
   TYPING_EVENT,
   decodeServerMsg,
   encodeClientMsg,
+  tokenExpiry,
   jsonByteLength,
   normalizeRoomId,
   type ClientMsg,
@@ -42,6 +43,10 @@ export const STATE_THROTTLE_MS = 100;
 export const AWAY_AFTER_MS = 60_000;
 /** Diffs kept while waiting for the first snapshot on a socket. */
 export const MAX_BUFFERED_DIFFS = 64;
+/** A token is refreshed this long before it expires (or at 80 % of a shorter lifetime). */
+export const TOKEN_REFRESH_BEFORE_MS = 60_000;
+/** A refresh whose `getToken()` failed is tried again after this long, until expiry. */
+export const TOKEN_RETRY_MS = 5_000;
 
 export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "closed";
 
@@ -51,7 +56,12 @@ export interface ClientError {
   readonly source: "server" | "close";
   readonly code: string;
   readonly message: string;
+  /** For `unauthorized`/`forbidden` closes: the server's error code before it (`token_expired`, ...). */
+  readonly detail?: string;
 }
+
+/** Where a token comes from: the app's own sign-in, asked on every connect and before expiry. */
+export type TokenSource = () => string | null | undefined | Promise<string | null | undefined>;
 
 /** Everything a UI needs, immutable; a new object after every change. */
 export interface PresenceSnapshot {
@@ -125,9 +135,23 @@ export interface PresenceClientOptions {
   /** Hidden time before `away`; default 60 s. */
   awayAfterMs?: number;
   environment?: ClientEnvironment;
+  /**
+   * The signed identity token (JWT from the app's backend), asked for before every
+   * connection attempt and again before the token expires (then sent on the open socket).
+   * Return null to connect anonymously (servers with `AUTH=optional`). A throw or
+   * rejection counts as a failed attempt and is retried with backoff.
+   */
+  getToken?: TokenSource;
+  /**
+   * Called when the server refuses the token (close 4401) or the room (4403). The client
+   * does not retry those: the app signs in again, or shows why.
+   */
+  onAuthError?: (error: ClientError) => void;
 }
 
 type Listener = () => void;
+/** Server error codes that explain a 4401/4403 close. */
+const AUTH_ERRORS = new Set(["invalid_token", "token_expired", "forbidden"]);
 const OPEN = 1;
 
 /**
@@ -184,6 +208,14 @@ export class PresenceClient {
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #pingTimer: ReturnType<typeof setInterval> | undefined;
   #error: ClientError | null = null;
+  #getToken: TokenSource | null;
+  #onAuthError: ((error: ClientError) => void) | null;
+  /** The token of the current socket, and the timer that refreshes it. */
+  #token: string | null = null;
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Bumped on every attempt, so a late `getToken()` answer for an older one is dropped. */
+  #attemptSeq = 0;
+  #lastServerError: string | null = null;
 
   // Room
   #roster: Roster;
@@ -217,6 +249,8 @@ export class PresenceClient {
     this.#Socket = options.WebSocket;
     this.#random = options.random ?? Math.random;
     this.#awayAfterMs = options.awayAfterMs ?? AWAY_AFTER_MS;
+    this.#getToken = options.getToken ?? null;
+    this.#onAuthError = options.onAuthError ?? null;
     this.#hints = { ...options.user };
     this.#state = { status: "active", ...options.state };
     checkStateSize(this.#state);
@@ -345,6 +379,35 @@ export class PresenceClient {
     this.#retryAt = null;
     // Only the very first attempt is `connecting`; every later one is a reconnect.
     this.#status = this.#everJoined || this.#attempt > 0 ? "reconnecting" : "connecting";
+    const seq = ++this.#attemptSeq;
+    if (!this.#getToken) {
+      this.#openSocket();
+      return;
+    }
+    this.#publish();
+    const getToken = this.#getToken;
+    Promise.resolve()
+      .then(getToken)
+      .then(
+        (token) => {
+          if (seq !== this.#attemptSeq || !this.#wantConnected) return;
+          this.#token = token || null;
+          this.#openSocket();
+        },
+        (e: unknown) => {
+          if (seq !== this.#attemptSeq || !this.#wantConnected) return;
+          // The app's token endpoint failed: a failed attempt like any other.
+          this.#error = {
+            source: "close",
+            code: "token_unavailable",
+            message: e instanceof Error ? e.message : String(e),
+          };
+          this.#scheduleRetry(backoffDelay(this.#attempt, this.#random()));
+        },
+      );
+  }
+
+  #openSocket(): void {
     const Socket = this.#Socket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
     if (!Socket) throw new Error("herenow: no WebSocket here; pass the `WebSocket` option");
     const url = roomUrl(this.roomId, this.#url, this.#env.location);
@@ -377,6 +440,10 @@ export class PresenceClient {
     clearTimeout(this.#connectTimer);
     const hello: ClientMsg = { type: "hello", id: this.tabId, proto: PROTOCOL_VERSION, state: this.#state };
     if (Object.keys(this.#hints).length > 0) hello.user = this.#hints;
+    if (this.#token) {
+      hello.token = this.#token;
+      this.#scheduleRefresh(this.#token);
+    }
     this.#send(hello);
     // The hello carried everything pending.
     this.#stateDirty = this.#hintsDirty = false;
@@ -390,17 +457,61 @@ export class PresenceClient {
     if (!this.#wantConnected) return;
     const decision = closeDecision(code, this.#attempt, this.#random());
     if (decision.kind === "stop") {
+      const last = this.#lastServerError;
+      const detail = last && AUTH_ERRORS.has(last) ? last : null;
       this.#stop("close", decision.reason, reason || `closed with ${code}`);
+      if (decision.reason === "unauthorized" || decision.reason === "forbidden") {
+        const error: ClientError = detail ? { ...this.#error!, detail } : this.#error!;
+        this.#error = error;
+        this.#publish();
+        this.#onAuthError?.(error);
+      }
       return;
     }
-    this.#attempt += 1;
-    this.#status = "reconnecting";
     if (code !== 1000 && code !== 1001 && code !== 1005 && code !== 1006) {
       this.#error = { source: "close", code: String(code), message: reason || `closed with ${code}` };
     }
-    this.#retryAt = Date.now() + decision.delayMs;
-    this.#retryTimer = setTimeout(() => this.#open(), decision.delayMs);
+    this.#scheduleRetry(decision.delayMs);
+  }
+
+  #scheduleRetry(delayMs: number): void {
+    this.#attempt += 1;
+    this.#status = "reconnecting";
+    this.#retryAt = Date.now() + delayMs;
+    this.#retryTimer = setTimeout(() => this.#open(), delayMs);
     this.#publish();
+  }
+
+  /** Ask for a fresh token before `token` expires, and send it on the open socket. */
+  #scheduleRefresh(token: string): void {
+    clearTimeout(this.#refreshTimer);
+    const expiry = tokenExpiry(token);
+    if (expiry === null || !this.#getToken) return;
+    const lifetime = expiry - Date.now();
+    const delay = Math.max(0, lifetime - Math.min(TOKEN_REFRESH_BEFORE_MS, lifetime / 5));
+    this.#refreshTimer = setTimeout(() => this.#refresh(expiry), delay);
+  }
+
+  #refresh(expiry: number): void {
+    const socket = this.#socket;
+    const getToken = this.#getToken;
+    if (!socket || !getToken) return;
+    Promise.resolve()
+      .then(getToken)
+      .then(
+        (token) => {
+          if (this.#socket !== socket || !token) return;
+          this.#token = token;
+          this.#send({ type: "auth", token });
+          this.#scheduleRefresh(token);
+        },
+        () => {
+          // Try again while the current token lasts; at expiry the server closes (4401).
+          if (this.#socket !== socket) return;
+          const retryIn = Math.min(TOKEN_RETRY_MS, expiry - Date.now());
+          if (retryIn > 0) this.#refreshTimer = setTimeout(() => this.#refresh(expiry), retryIn);
+        },
+      );
   }
 
   /** Gives up: a close code that forbids retrying. */
@@ -433,6 +544,8 @@ export class PresenceClient {
     this.#joined = false;
     clearTimeout(this.#connectTimer);
     clearInterval(this.#pingTimer);
+    clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = undefined;
     if (!socket) return;
     socket.onopen = socket.onmessage = socket.onclose = null;
     if (code !== undefined) {
@@ -477,6 +590,7 @@ export class PresenceClient {
         this.#onEvent(msg);
         break;
       case "error":
+        this.#lastServerError = msg.code;
         this.#error = { source: "server", code: msg.code, message: msg.message };
         this.#publish();
         break;
@@ -495,6 +609,7 @@ export class PresenceClient {
       this.#everJoined = true;
       this.#attempt = 0;
       this.#status = "open";
+      this.#lastServerError = null;
       if (this.#error?.source === "close") this.#error = null;
       const buffered = this.#buffered;
       this.#buffered = [];
@@ -659,7 +774,9 @@ export class PresenceClient {
   #publish(): void {
     const roster = this.#roster;
     const serverSelf = roster.self === null ? null : roster.users.find((u) => u.id === roster.self);
-    const self = serverSelf ? { ...serverSelf, ...this.#hints, state: this.#state } : null;
+    // A verified user's display is the token's, whatever hints this tab holds.
+    const hints = serverSelf?.verified ? {} : this.#hints;
+    const self = serverSelf ? { ...serverSelf, ...hints, state: this.#state } : null;
     const users = self ? roster.users.map((u) => (u.id === self.id ? self : u)) : roster.users;
     const others = users.filter((u) => u.id !== roster.self);
     this.#snapshot = deepFreeze({

@@ -41,6 +41,12 @@ export interface User {
   readonly tabs: number;
   /** When the member joined, ms since the epoch. Rosters are ordered by it, then by id. */
   readonly since: number;
+  /**
+   * With `AUTH=optional` or `required`: whether the server verified this user's token
+   * (its id is then `u_...` and its name and avatar come from the token). Absent with
+   * `AUTH=off`, where nobody is verified.
+   */
+  readonly verified?: boolean;
 }
 
 // ---- client -> server ----------------------------------------------------------------
@@ -69,7 +75,12 @@ export interface ClientEventMsg {
 export interface SyncMsg {
   type: "sync";
 }
-export type ClientMsg = HelloMsg | PingMsg | StateMsg | ClientEventMsg | SyncMsg;
+/** A fresh token for an open socket, sent before the current one expires. */
+export interface AuthMsg {
+  type: "auth";
+  token: string;
+}
+export type ClientMsg = HelloMsg | PingMsg | StateMsg | ClientEventMsg | SyncMsg | AuthMsg;
 
 // ---- server -> client ----------------------------------------------------------------
 
@@ -129,6 +140,11 @@ export type ErrorCode =
   | "state_too_large"
   | "event_too_large"
   | "rate_limited"
+  | "room_full"
+  /** The token has expired (the socket then closes with 4401). */
+  | "token_expired"
+  /** The token does not allow this room (close 4403), or a viewer tried to send. */
+  | "forbidden"
   | (string & {});
 
 /** Close codes with a meaning for the client (docs/ARCHITECTURE.md, "Wire protocol"). */
@@ -143,8 +159,10 @@ export const CloseCode = {
   InternalError: 1011,
   ServiceRestart: 1012,
   TryAgainLater: 1013,
-  /** From the server: not authorised; retrying would fail the same way. */
+  /** From the server: not authorised (no valid token, or it expired); do not retry. */
   Unauthorized: 4401,
+  /** From the server: the token does not allow this room; do not retry. */
+  Forbidden: 4403,
 } as const;
 
 // ---- validation ----------------------------------------------------------------------
@@ -232,6 +250,7 @@ function user(v: unknown): User {
     state: JsonObject;
     tabs: number;
     since: number;
+    verified?: boolean;
   } = { id: str(o, "id"), state: {}, tabs: 0, since: 0 };
   const h = hints(o, "user");
   if (h.name !== undefined) out.name = h.name;
@@ -240,6 +259,9 @@ function user(v: unknown): User {
   out.state = jsonObject(o.state, "user.state");
   out.tabs = int(o, "tabs");
   out.since = int(o, "since");
+  if (o.verified !== undefined && o.verified !== null) {
+    out.verified = typeof o.verified === "boolean" ? o.verified : fail("verified must be a boolean");
+  }
   return out;
 }
 
@@ -330,6 +352,8 @@ function decodeClient(o: Record<string, unknown>): ClientMsg {
       };
     case "sync":
       return { type: "sync" };
+    case "auth":
+      return { type: "auth", token: str(o, "token") };
     default:
       return fail(`unknown client message type ${JSON.stringify(o.type)}`);
   }
@@ -357,4 +381,21 @@ export function decodeClientMsg(frame: unknown): Decoded<ClientMsg> {
 /** Encodes a client message as one text frame. */
 export function encodeClientMsg(msg: ClientMsg): string {
   return JSON.stringify(msg);
+}
+
+/**
+ * The `exp` claim of a JWT, in ms since the epoch, read without checking anything (the
+ * server checks): when the client must have sent a fresh token. `null` if unreadable.
+ */
+export function tokenExpiry(token: string): number | null {
+  const payload = token.split(".")[1];
+  if (!payload) return null;
+  try {
+    const b64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+    const claims: unknown = JSON.parse(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)));
+    const exp = isObject(claims) ? claims.exp : undefined;
+    return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
 }

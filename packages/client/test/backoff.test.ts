@@ -28,6 +28,7 @@ describe("close codes", () => {
   it("1009 and 4401 stop for good", () => {
     expect(closeDecision(1009, 0, 0.5)).toEqual({ kind: "stop", reason: "too_big" });
     expect(closeDecision(4401, 3, 0.5)).toEqual({ kind: "stop", reason: "unauthorized" });
+    expect(closeDecision(4403, 0, 0.5)).toEqual({ kind: "stop", reason: "forbidden" });
   });
 
   it("1008 waits at least 30 s, whatever the attempt", () => {

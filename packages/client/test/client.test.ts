@@ -509,3 +509,118 @@ describe("tab identity", () => {
     expect(storage.get("herenow:tab-id")).toBe(client.tabId);
   });
 });
+
+describe("tokens", () => {
+  /** An unsigned JWT-shaped token that expires `secs` from now (the client never checks signatures). */
+  function jwt(sub: string, secs: number): string {
+    const b64 = (o: object) => btoa(JSON.stringify(o)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    return `${b64({ alg: "HS256" })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + secs })}.sig`;
+  }
+  const flush = async () => {
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+  };
+
+  it("asks for a token before every connection attempt and sends it in hello", async () => {
+    const tokens = [jwt("ada", 3600), jwt("ada", 3600)];
+    const getToken = vi.fn(() => tokens.shift() ?? null);
+    make({ getToken });
+    client.connect();
+    expect(net.sockets).toHaveLength(0);
+    await flush();
+    net.last.accept();
+    expect(net.last.sentOfType("hello")[0]?.token).toBe(getToken.mock.results[0]?.value);
+    net.last.push(snapshot(1, [u("u_ada", 1, { verified: true })], "u_ada"));
+    expect(client.getSnapshot().self?.id).toBe("u_ada");
+    net.last.drop(1006);
+    vi.advanceTimersByTime(1000);
+    await flush();
+    expect(getToken).toHaveBeenCalledTimes(2);
+    net.last.accept();
+    expect(net.last.sentOfType("hello")[0]?.token).toBeTruthy();
+  });
+
+  it("null means anonymous; a failing getToken is retried with backoff", async () => {
+    let calls = 0;
+    make({
+      getToken: () => {
+        calls += 1;
+        if (calls === 1) return Promise.reject(new Error("sign-in service down"));
+        return null;
+      },
+    });
+    client.connect();
+    await flush();
+    expect(net.sockets).toHaveLength(0);
+    expect(client.getSnapshot().status).toBe("reconnecting");
+    expect(client.getSnapshot().error?.code).toBe("token_unavailable");
+    vi.advanceTimersByTime(1000);
+    await flush();
+    net.last.accept();
+    expect(net.last.sentOfType("hello")[0]?.token).toBeUndefined();
+  });
+
+  it("refreshes before expiry on the open socket, with no reconnect", async () => {
+    const getToken = vi.fn(() => jwt("ada", 600));
+    make({ getToken });
+    client.connect();
+    await flush();
+    net.last.accept();
+    net.last.push(snapshot(1, [u("u_ada", 1)], "u_ada"));
+    // 600 s token: refreshed 60 s before it runs out.
+    vi.advanceTimersByTime(539_000);
+    await flush();
+    expect(net.last.sentOfType("auth")).toHaveLength(0);
+    vi.advanceTimersByTime(1_000);
+    await flush();
+    const auth = net.last.sentOfType("auth");
+    expect(auth).toHaveLength(1);
+    expect(auth[0]?.token).toBe(getToken.mock.results[1]?.value);
+    expect(net.sockets).toHaveLength(1);
+    // And again before the fresh one expires.
+    vi.advanceTimersByTime(540_000);
+    await flush();
+    expect(net.last.sentOfType("auth")).toHaveLength(2);
+  });
+
+  it("a short token is refreshed at 80 % of its life", async () => {
+    const getToken = vi.fn(() => jwt("ada", 10));
+    make({ getToken });
+    client.connect();
+    await flush();
+    net.last.accept();
+    vi.advanceTimersByTime(7_900);
+    await flush();
+    expect(net.last.sentOfType("auth")).toHaveLength(0);
+    vi.advanceTimersByTime(200);
+    await flush();
+    expect(net.last.sentOfType("auth")).toHaveLength(1);
+  });
+
+  it.each([
+    [4401, "unauthorized", "token_expired"],
+    [4403, "forbidden", "forbidden"],
+  ])("a %i close tells the app and does not retry", async (code, reason, serverCode) => {
+    const onAuthError = vi.fn();
+    make({ getToken: () => jwt("ada", 600), onAuthError });
+    client.connect();
+    await flush();
+    net.last.accept();
+    net.last.push({ type: "error", code: serverCode, message: "no" });
+    net.last.drop(code, "refused");
+    const s = client.getSnapshot();
+    expect(s.status).toBe("closed");
+    expect(s.error).toEqual({ source: "close", code: reason, message: "refused", detail: serverCode });
+    expect(onAuthError).toHaveBeenCalledWith(s.error);
+    vi.advanceTimersByTime(10 * 60_000);
+    await flush();
+    expect(net.sockets).toHaveLength(1);
+  });
+
+  it("a verified self shows the server's display, not local hints", () => {
+    make({ user: { name: "Typed name" } });
+    join([u("u_ada", 1, { name: "Ada (verified)", verified: true })]);
+    // The fake server called us "me" in join(); use a verified self instead.
+    net.last.push(snapshot(2, [u("u_ada", 1, { name: "Ada (verified)", verified: true })], "u_ada"));
+    expect(client.getSnapshot().self?.name).toBe("Ada (verified)");
+  });
+});

@@ -6,6 +6,7 @@ import {
   jsonByteLength,
   normalizeRoomId,
   isValidTabId,
+  tokenExpiry,
 } from "../src/protocol";
 import { fixtures } from "./fixtures";
 
@@ -38,7 +39,7 @@ describe("golden fixtures", () => {
           .filter((f) => f.direction === direction && f.name.startsWith("v2/"))
           .map((f) => (JSON.parse(f.text) as { type: string }).type),
       );
-    expect(types("client")).toEqual(new Set(["hello", "ping", "state", "event", "sync"]));
+    expect(types("client")).toEqual(new Set(["hello", "ping", "state", "event", "sync", "auth"]));
     expect(types("server")).toEqual(new Set(["presence", "diff", "event", "pong", "error"]));
   });
 });
@@ -95,5 +96,28 @@ describe("limits and ids", () => {
     expect(isValidTabId("")).toBe(false);
     expect(isValidTabId("a".repeat(129))).toBe(false);
     expect(isValidTabId("a b")).toBe(false);
+  });
+});
+
+describe("tokens", () => {
+  it("reads a token's expiry without checking it, and null for junk", () => {
+    const b64 = (o: object) => btoa(JSON.stringify(o)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    expect(tokenExpiry(`${b64({ alg: "HS256" })}.${b64({ sub: "ü?>", exp: 1700000000 })}.sig`)).toBe(1700000000000);
+    for (const junk of ["", "a", "a.b.c", `x.${b64({ sub: "x" })}.y`, `x.${b64({ exp: "soon" })}.y`]) {
+      expect(tokenExpiry(junk)).toBeNull();
+    }
+  });
+
+  it("decodes the auth refresh and a user's verified flag", () => {
+    expect(decodeClientMsg('{"type":"auth","token":"a.b.c"}')).toEqual({
+      ok: true,
+      msg: { type: "auth", token: "a.b.c" },
+    });
+    expect(decodeClientMsg('{"type":"auth"}').ok).toBe(false);
+    const user = { id: "u_x", state: {}, tabs: 1, since: 1, verified: false };
+    const msg = { type: "diff", roomId: "r", prev: 1, version: 2, joined: [user], left: [], updated: [] };
+    const decoded = decodeServerMsg(JSON.stringify(msg));
+    expect(decoded.ok && decoded.msg.type === "diff" && decoded.msg.joined[0]?.verified).toBe(false);
+    expect(decodeServerMsg(JSON.stringify({ ...msg, joined: [{ ...user, verified: "yes" }] })).ok).toBe(false);
   });
 });

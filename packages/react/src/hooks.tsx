@@ -12,6 +12,8 @@ import {
   type JsonObject,
   type PresenceClientOptions,
   type PresenceSnapshot,
+  type ClientError,
+  type TokenSource,
   type User,
   type UserHints,
 } from "@herenow/client";
@@ -37,8 +39,15 @@ export interface PresenceProviderProps {
   user?: UserHints;
   /** Initial presence state. */
   initialState?: JsonObject;
+  /**
+   * The signed identity token from the app's backend, asked for on every connect and
+   * before the token expires. The latest function given is the one called.
+   */
+  getToken?: TokenSource;
+  /** The server refused the token (4401) or the room (4403); the client does not retry. */
+  onAuthError?: (error: ClientError) => void;
   /** Extra client options (WebSocket implementation, environment, ...). */
-  options?: Omit<PresenceClientOptions, "room" | "url" | "user" | "state">;
+  options?: Omit<PresenceClientOptions, "room" | "url" | "user" | "state" | "getToken" | "onAuthError">;
   /** Use this client instead of making one; the provider still connects and disconnects it. */
   client?: PresenceClient;
   children?: ReactNode;
@@ -53,9 +62,14 @@ const pendingDisconnect = new WeakMap<PresenceClient, ReturnType<typeof setTimeo
 
 /** Joins `room` for as long as it is mounted; one client per room. */
 export function PresenceProvider(props: PresenceProviderProps) {
-  const { room, url, user, initialState, options, client: given, children } = props;
+  const { room, url, user, initialState, options, client: given, children, getToken, onAuthError } = props;
   // Options other than room and url are read once per room; hints follow through setUser.
-  const initial = useRef({ user, initialState, options });
+  const initial = useRef({ user, initialState, options, hasToken: getToken !== undefined });
+  // The callbacks are read through refs: a new function each render changes nothing.
+  const tokenRef = useRef(getToken);
+  const authErrorRef = useRef(onAuthError);
+  tokenRef.current = getToken;
+  authErrorRef.current = onAuthError;
   const client = useMemo(
     () =>
       given ??
@@ -65,6 +79,8 @@ export function PresenceProvider(props: PresenceProviderProps) {
         ...(url === undefined ? {} : { url }),
         ...(initial.current.user ? { user: initial.current.user } : {}),
         ...(initial.current.initialState ? { state: initial.current.initialState } : {}),
+        ...(initial.current.hasToken ? { getToken: () => tokenRef.current?.() ?? null } : {}),
+        onAuthError: (error: ClientError) => authErrorRef.current?.(error),
       }),
     [given, room, url],
   );

@@ -63,6 +63,31 @@ function joinAs(users = [u("me", 1, { name: "Me" })], version = 1) {
 }
 
 describe("<PresenceProvider> and hooks", () => {
+  it("passes getToken through (the latest one) and tells the app on 4401", async () => {
+    const onAuthError = vi.fn();
+    const Signed = (props: { token: string }) => (
+      <PresenceProvider
+        room="lobby"
+        getToken={() => props.token}
+        onAuthError={onAuthError}
+        options={{ WebSocket: net.WebSocket, tabId: "me", environment: noBrowser, random: () => 0 }}
+      >
+        <Status />
+      </PresenceProvider>
+    );
+    const { rerender } = render(<Signed token="first.token.x" />);
+    rerender(<Signed token="second.token.x" />);
+    await act(async () => {
+      await Promise.resolve();
+      await Promise.resolve();
+    });
+    act(() => net.last.accept());
+    expect(net.last.sentOfType("hello")[0]?.token).toBe("second.token.x");
+    act(() => net.last.drop(4401, "invalid token"));
+    expect(screen.getByTestId("status").textContent).toBe("closed");
+    expect(onAuthError).toHaveBeenCalledWith(expect.objectContaining({ code: "unauthorized" }));
+  });
+
   it("connects on mount and feeds status, self and others", () => {
     render(
       <Room>

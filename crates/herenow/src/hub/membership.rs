@@ -187,6 +187,7 @@ impl Members {
                 state: join.state.clone(),
                 tabs: 0,
                 since: now_ms,
+                verified: join.verified,
             },
             slots: Vec::new(),
             stored: None,
@@ -288,6 +289,7 @@ mod tests {
             role: Role::Member,
             user: UserHints::default(),
             state: RawJson::empty_object(),
+            verified: None,
         }
     }
 

@@ -382,6 +382,7 @@ mod tests {
             state: RawJson::empty_object(),
             tabs,
             since: 1,
+            verified: None,
         }
     }
 

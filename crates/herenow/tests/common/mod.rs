@@ -2,6 +2,7 @@
 //! that folds what the server sends into a roster, waiting a bounded time for a state.
 #![allow(dead_code)]
 
+pub mod jwks;
 pub mod redis;
 
 use std::net::SocketAddr;
@@ -52,6 +53,33 @@ pub fn test_config() -> Config {
         "--drain-ms",
         "1000",
     ])
+}
+
+/// [`test_config`]'s short timings with more flags (which win over them).
+pub fn test_config_with(extra: &[&str]) -> Config {
+    let defaults = [
+        ("--host", "127.0.0.1"),
+        ("--port", "0"),
+        ("--grace-ms", "300"),
+        ("--stale-ms", "1500"),
+        ("--heartbeat-ms", "200"),
+        ("--lease-ms", "1000"),
+        ("--reap-ms", "200"),
+        ("--ping-ms", "500"),
+        ("--typing-timeout-ms", "400"),
+        ("--hello-timeout-ms", "500"),
+        ("--drain-ms", "1000"),
+    ];
+    let mut args: Vec<String> = vec!["herenow".into()];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = Config::parse_from_env_free(args);
+    config.check().expect("a valid test configuration");
+    config
 }
 
 pub struct TestServer {
@@ -126,9 +154,22 @@ impl Drop for TestServer {
 
 /// A minimal HTTP GET (status, body): enough for the server's few JSON endpoints.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_with(addr, path, &[]).await
+}
+
+/// [`http_get`] with extra request headers.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
@@ -158,6 +199,44 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         body
     };
     (status, body)
+}
+
+/// Send a WebSocket upgrade request for `path` with `headers` (a valid handshake unless
+/// they override it) and return the response's status: 101 if it upgraded.
+pub async fn upgrade_status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    for (k, v) in [
+        ("Host", "test"),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ] {
+        if !has(k) {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let mut got = 0;
+    while got < 12 {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf[got..]))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    String::from_utf8_lossy(&buf[9..12]).parse().unwrap_or(0)
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -202,6 +281,54 @@ impl TestClient {
         }
     }
 
+    /// Connect with extra request headers (Origin, X-Forwarded-For): the client, or the
+    /// HTTP status the upgrade was refused with.
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<TestClient, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("connect in time")
+        {
+            Ok((ws, _)) => {
+                let mut c = TestClient::connect_ws(ws);
+                c.id = String::new();
+                Ok(c)
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
+            Err(other) => panic!("connect: {other}"),
+        }
+    }
+
+    fn connect_ws(ws: Ws) -> TestClient {
+        TestClient {
+            ws: Some(ws),
+            id: String::new(),
+            view: ClientView::default(),
+            presence: None,
+            diffs: Vec::new(),
+            snapshots: 0,
+            events: Vec::new(),
+            errors: Vec::new(),
+            pongs: 0,
+            closed: None,
+            gaps: 0,
+        }
+    }
+
+    /// Wait until the server closes the socket; its close code.
+    pub async fn wait_closed(&mut self) -> u16 {
+        self.wait("the server's close", |c| c.closed.is_some())
+            .await;
+        self.closed.unwrap()
+    }
+
     /// Connect, say hello, and wait for the first roster.
     pub async fn join(url: &str, id: &str, proto: u8) -> TestClient {
         let mut c = TestClient::connect(url).await;
@@ -227,6 +354,13 @@ impl TestClient {
     pub async fn send_text(&mut self, text: String) {
         let ws = self.ws.as_mut().expect("open");
         ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// Send a text frame, ignoring a failure (the server may have closed the socket).
+    pub async fn try_send_text(&mut self, text: String) {
+        if let Some(ws) = self.ws.as_mut() {
+            let _ = ws.send(Message::Text(text.into())).await;
+        }
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 use tracing::Instrument;
 
+use crate::capacity::Capacity;
 use crate::config::Config;
 use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
@@ -31,6 +32,77 @@ struct App {
     session: Arc<SessionSettings>,
     max_frame_bytes: usize,
     ready: Arc<AtomicBool>,
+    capacity: Arc<Capacity>,
+    warnings: Arc<[String]>,
+}
+
+/// The server without a listener: the router to mount wherever requests arrive (our own
+/// listener in [`serve`], the platform's runtime in the Vercel entry point), and
+/// [`Server::drain`] to call on shutdown.
+pub struct Server {
+    app: App,
+    static_dir: Option<PathBuf>,
+    drain: Duration,
+}
+
+impl Server {
+    /// Build the server for `config` with the store it names (`REDIS_URL`, or memory).
+    /// Needs a running Tokio runtime (the store and the hub start their tasks).
+    pub fn from_config(config: &Config) -> Server {
+        let instance = config
+            .instance_id
+            .clone()
+            .unwrap_or_else(random_instance_id);
+        Server::with_store(config, store::from_config(config, instance.into()))
+    }
+
+    /// Build the server on a given store (tests share one memory backend between servers).
+    pub fn with_store(config: &Config, store: Arc<dyn PresenceStore>) -> Server {
+        let hub = build_hub(config, store);
+        let warnings: Arc<[String]> = config.warnings().into();
+        for warning in warnings.iter() {
+            tracing::warn!("{warning}");
+        }
+        let capacity = Capacity::from_open_files_limit();
+        tracing::info!(instance = %hub.store().instance(), store = hub.store().health().kind, max_sockets = capacity.limit(), "starting");
+        Server {
+            app: App {
+                hub,
+                session: Arc::new(SessionSettings::from_config(config)),
+                max_frame_bytes: config.max_frame_bytes,
+                ready: Arc::new(AtomicBool::new(true)),
+                capacity,
+                warnings,
+            },
+            static_dir: config.static_dir.clone(),
+            drain: config.drain(),
+        }
+    }
+
+    /// Every route: `/server/...` and the demo app (or its placeholder) for the rest.
+    pub fn router(&self) -> Router {
+        router(self.app.clone(), self.static_dir.clone())
+    }
+
+    /// Stop taking sockets, close every open one with 1012 (clients reconnect, elsewhere
+    /// if need be, and the grace window hides it), and wait up to `DRAIN_MS` for them to
+    /// go.
+    pub async fn drain(&self) {
+        tracing::info!("shutting down: closing sockets with 1012");
+        self.app.ready.store(false, Relaxed);
+        self.app.hub.drain().await;
+        let deadline = tokio::time::Instant::now() + self.drain;
+        let metrics = self.app.hub.metrics();
+        while metrics.sockets.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The one place the hub is built, on `store`.
+fn build_hub(config: &Config, store: Arc<dyn PresenceStore>) -> Arc<Hub> {
+    let metrics = Arc::new(Metrics::default());
+    Hub::new(store, HubSettings::from_config(config), metrics)
 }
 
 /// Serve on an already-bound `listener` (tests bind port 0) until `shutdown` resolves,
@@ -40,12 +112,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let instance = config
-        .instance_id
-        .clone()
-        .unwrap_or_else(random_instance_id);
-    let store = store::from_config(&config, instance.into());
-    serve_with_store(listener, config, store, shutdown).await
+    run(listener, Server::from_config(&config), shutdown).await
 }
 
 /// [`serve`] with a given store (tests share one memory backend between servers).
@@ -55,28 +122,20 @@ pub async fn serve_with_store(
     store: Arc<dyn PresenceStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let metrics = Arc::new(Metrics::default());
-    let hub = Hub::new(store, HubSettings::from_config(&config), metrics.clone());
-    let app = App {
-        hub: hub.clone(),
-        session: Arc::new(SessionSettings::from_config(&config)),
-        max_frame_bytes: config.max_frame_bytes,
-        ready: Arc::new(AtomicBool::new(true)),
-    };
-    let ready = app.ready.clone();
-    let router = router(app, config.static_dir.clone());
-    let drain = config.drain();
-    tracing::info!(addr = %listener.local_addr()?, instance = %hub.store().instance(), store = hub.store().health().kind, "serving");
+    run(listener, Server::with_store(&config, store), shutdown).await
+}
+
+async fn run(
+    listener: TcpListener,
+    server: Server,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    let router = server.router();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            tracing::info!("shutting down: closing sockets with 1012");
-            ready.store(false, Relaxed);
-            hub.drain().await;
-            let deadline = tokio::time::Instant::now() + drain;
-            while metrics.sockets.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            server.drain().await;
         })
         .await
 }
@@ -128,6 +187,10 @@ fn upgrade_in(app: App, room: RoomId, mut req: Request) -> Response {
         Ok(accepted) => accepted,
         Err(refusal) => return refusal.into_response(),
     };
+    // Held by the socket's task: the place is given back when the socket is gone.
+    let Some(permit) = app.capacity.try_acquire() else {
+        return at_capacity(&app.capacity);
+    };
     // The WebSocket layer's own hard limit sits above ours, so an oversized frame still
     // reaches the session and gets a clean 1009.
     let config = ws::config(
@@ -143,11 +206,33 @@ fn upgrade_in(app: App, room: RoomId, mut req: Request) -> Response {
             Some(socket) => session::run(socket, hub, room, settings),
             None => return,
         };
-        session.await
+        session.await;
+        drop(permit);
     }
     .instrument(span);
     tokio::spawn(task);
     switching
+}
+
+/// HTTP 503 for an upgrade past [`Capacity`]: the client retries with its backoff, by
+/// when a socket here may have closed (or its next try lands on another instance).
+fn at_capacity(capacity: &Capacity) -> Response {
+    // Logged on the first refusal and then once per 1,000, not once per socket.
+    if capacity.refused() % 1_000 == 1 {
+        tracing::warn!(
+            open = capacity.open(),
+            limit = capacity.limit(),
+            refused = capacity.refused(),
+            "at the open-files limit: refusing new sockets with 503"
+        );
+    }
+    let body = json!({"error": "at capacity: this instance holds all the sockets its open-files limit allows; retry later"});
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        Json(body),
+    )
+        .into_response()
 }
 
 async fn readyz(State(app): State<App>) -> Response {
@@ -159,6 +244,12 @@ async fn readyz(State(app): State<App>) -> Response {
         "ready": ready,
         "draining": app.hub.is_draining(),
         "store": health,
+        "sockets": {
+            "open": app.capacity.open(),
+            "max": app.capacity.limit(),
+            "refused": app.capacity.refused(),
+        },
+        "warnings": &*app.warnings,
     });
     let status = if ready {
         StatusCode::OK

@@ -19,10 +19,16 @@
 //! - [`ws`]: the WebSocket handshake, and outgoing messages sent in shared fragments.
 //! - [`rate`]: the token bucket behind rate limits and broadcast throttling.
 //! - [`http`]: the router (`/server/ws/:roomId`, health, readiness, metrics, REST
-//!   roster, static files) and [`serve`].
-//! - [`config`]: every setting with its default; [`metrics`]: Prometheus counters.
+//!   roster, static files), [`serve`] on a listener, and [`http::Server`] for an entry
+//!   point that brings its own (the Vercel function, `crates/herenow-vercel`).
+//! - [`config`]: every setting with its default, the command line and the env files;
+//!   [`metrics`]: Prometheus counters.
+//! - [`capacity`]: sockets against the open-files limit (HTTP 503 past it).
+//! - [`healthcheck`]: `herenow healthcheck`, for containers.
 
+pub mod capacity;
 pub mod config;
+pub mod healthcheck;
 pub mod http;
 pub mod hub;
 pub mod metrics;
@@ -34,4 +40,4 @@ pub mod session;
 pub mod store;
 pub mod ws;
 
-pub use http::serve;
+pub use http::{serve, Server};

@@ -56,9 +56,18 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
+        Cli::try_parse_from_env_free(args).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_from_env_free`] returning clap's error instead of exiting.
+    pub fn try_parse_from_env_free<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
         use clap::{CommandFactory, FromArgMatches};
-        let matches = without_env(Cli::command()).get_matches_from(args);
-        Cli::from_arg_matches(&matches).expect("clap checked the arguments")
+        let matches = without_env(Cli::command()).try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
     }
 }
 

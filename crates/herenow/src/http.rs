@@ -243,6 +243,7 @@ async fn readyz(State(app): State<App>) -> Response {
     let body = json!({
         "ready": ready,
         "draining": app.hub.is_draining(),
+        "instance": &**app.hub.store().instance(),
         "store": health,
         "sockets": {
             "open": app.capacity.open(),

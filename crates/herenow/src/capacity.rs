@@ -17,6 +17,8 @@ use std::sync::Arc;
 pub const FD_RESERVE: u64 = 64;
 
 /// The soft and hard open-files limits, if the platform tells them.
+// `rlim_t` is u64 on 64-bit Linux but not on every target: keep the casts.
+#[allow(clippy::unnecessary_cast)]
 pub fn open_files_limits() -> Option<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -31,6 +33,7 @@ pub fn open_files_limits() -> Option<(u64, u64)> {
 
 /// Raise the soft open-files limit to the hard one (many systems start processes at a
 /// soft 1,024 under a much higher hard limit). Returns the soft limit now in force.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_open_files_limit() -> Option<u64> {
     let (soft, hard) = open_files_limits()?;
     if soft < hard {

@@ -93,8 +93,9 @@ fn without_env(mut cmd: clap::Command) -> clap::Command {
 /// The tools besides serving.
 #[derive(Clone, Debug, Subcommand)]
 pub enum Command {
-    /// Exit 0 if the server at HOST:PORT answers /server/healthz, else print why and exit
-    /// 1: a container's HEALTHCHECK (slim images have no curl).
+    /// Exit 0 if the server at HOST:PORT (the server's own settings: environment, or
+    /// flags before `healthcheck`) answers /server/healthz, else print why and exit 1: a
+    /// container's HEALTHCHECK (slim images have no curl).
     Healthcheck(HealthcheckArgs),
 }
 
@@ -230,7 +231,7 @@ pub struct Config {
     /// overriding variables already set (as `vercel env pull` writes them). `make test`
     /// and `make bench` turn it off, so a pulled production REDIS_URL never reaches a test.
     #[arg(long, env = "HERENOW_DOTENV", default_value_t = true, action = ArgAction::Set,
-          value_parser = BoolishValueParser::new(), value_name = "BOOL")]
+          value_parser = BoolishValueParser::new(), value_name = "BOOL", hide_possible_values = true)]
     pub dotenv: bool,
 
     /// Set by Vercel on its functions (not by you). Without REDIS_URL there, every

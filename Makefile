@@ -68,7 +68,9 @@ test-e2e: web-build build-debug deps-chromium deps-redis
 # `cargo build --release` (@vercel/rust's source; not documented). The function binary is
 # built into CARGO_TARGET_DIR, shared with every other build here, so a second
 # `make test` (or `make run` after it) recompiles nothing it does not have to; the first
-# costs one release build of the server (about 4 minutes on 2 cores).
+# costs one release build of the server (about 4 minutes on 2 cores). The builder also
+# runs `rustup -V` and, when it fails, tries to download rustup: Rust must come from
+# rustup (as it does on CI and on Vercel), not from Debian's rustc package.
 VERCEL := VERCEL_TELEMETRY_DISABLED=1 VERCEL_BUILD_IMAGE=1 npx --no-install vercel
 
 test-vercel: test-vercel-build test-vercel-dev

@@ -12,22 +12,22 @@ BIN_DEBUG := $(CARGO_TARGET_DIR)/debug/herenow
 BIN_RELEASE := $(CARGO_TARGET_DIR)/release/herenow
 DEMO_DIST := apps/demo/dist
 
-.PHONY: run dev test lint test-rust test-web test-e2e test-vercel test-vercel-build \
-        test-vercel-dev bench bench-smoke deps-redis deps-chromium web-install web-build \
-        build-debug build-release
+.PHONY: run dev test lint test-rust test-web test-e2e test-packages consumer-locks bench bench-smoke \
+        test-vercel test-vercel-build test-vercel-dev \
+        deps-redis deps-chromium web-install web-build build-debug build-release
 
 # Tests and benchmarks never read a developer's .env.local / .env (it may hold a pulled
 # production REDIS_URL): every target below, and what it runs, has HERENOW_DOTENV=0.
-test lint test-rust test-web test-e2e test-vercel test-vercel-build test-vercel-dev \
-bench bench-smoke: export HERENOW_DOTENV = 0
+test lint test-rust test-web test-e2e test-packages consumer-locks test-vercel \
+test-vercel-build test-vercel-dev bench bench-smoke: export HERENOW_DOTENV = 0
 
 ## make run: the demo and the WebSocket on one port (memory store), http://localhost:$(PORT)/rooms/lobby
 run: build-release web-build
 	@echo "herenow on http://localhost:$(PORT)/rooms/lobby"
 	PORT=$(PORT) STATIC_DIR=$(DEMO_DIST) $(BIN_RELEASE)
 
-## make test: formatting, lints and every test (Rust, Redis, web, end to end, Vercel, bench smoke)
-test: lint test-rust test-web test-e2e test-vercel bench-smoke
+## make test: formatting, lints and every test (Rust, Redis, web, end to end, npm packages, Vercel, bench smoke)
+test: lint test-rust test-web test-e2e test-packages test-vercel bench-smoke
 	@echo "make test: all green"
 
 lint:
@@ -60,6 +60,18 @@ test-e2e: web-build build-debug deps-chromium deps-redis
 	@mkdir -p test-artifacts
 	HERENOW_BIN=$(BIN_DEBUG) CHROMIUM_BIN=/usr/bin/chromium npm run e2e
 	@echo "e2e: screenshots in test-artifacts/"
+
+# The npm packages as published (e2e/packages.test.ts): packed, publint and attw, then
+# installed into the Node, Vite and Next.js apps of e2e/consumers/ in a temporary directory
+# (npm ci from their lockfiles), type-checked, built and run against herenow in chromium.
+test-packages: web-install build-debug deps-chromium
+	@mkdir -p test-artifacts
+	HERENOW_BIN=$(BIN_DEBUG) CHROMIUM_BIN=/usr/bin/chromium npm run packages --workspace e2e
+
+# Rewrites e2e/consumers/*/package-lock.json (after a change to a consumer's package.json or
+# to the packages' dependencies) by running test-packages with `npm install`.
+consumer-locks: web-install build-debug deps-chromium
+	UPDATE_CONSUMER_LOCKS=1 HERENOW_BIN=$(BIN_DEBUG) CHROMIUM_BIN=/usr/bin/chromium npm run packages --workspace e2e
 
 # ---- Vercel (vercel.json; the CLI is the exact devDependency `vercel`) ----------------
 # Both run offline (only the npm registry is reached, by npm ci). The CLI's telemetry is

@@ -2,8 +2,10 @@
 // Needs HERENOW_BIN (default target/debug/herenow) and the built demo (apps/demo/dist);
 // `make test-e2e` provides both. Screenshots go to test-artifacts/.
 import { defineConfig } from "vitest/config";
+import { sourceAliases } from "../packages/aliases";
 
 export default defineConfig({
+  resolve: { alias: sourceAliases },
   test: {
     environment: "node",
     include: ["**/*.e2e.ts"],

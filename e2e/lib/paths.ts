@@ -16,8 +16,13 @@ export function herenowBin(): string {
       `no herenow binary at ${bin}: run \`cargo build -p herenow\` or set HERENOW_BIN (make test-e2e does both)`,
     );
   }
+  return bin;
+}
+
+/** The built demo, which herenow serves unless a test gives it a STATIC_DIR of its own. */
+export function demoDist(): string {
   if (!existsSync(join(DEMO_DIST, "index.html"))) {
     throw new Error(`the demo is not built (${DEMO_DIST}): run \`npm run build\` (make test-e2e does)`);
   }
-  return bin;
+  return DEMO_DIST;
 }

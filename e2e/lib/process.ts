@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DEMO_DIST, herenowBin } from "./paths";
+import { demoDist, herenowBin } from "./paths";
 
 /** A free TCP port on the loopback interface. */
 export function freePort(): Promise<number> {
@@ -21,7 +21,7 @@ export function freePort(): Promise<number> {
 }
 
 /** Kills a child (TERM, then KILL after 3 s) and waits for it to exit. */
-async function kill(child: ChildProcess): Promise<void> {
+export async function kill(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.kill("SIGTERM");
@@ -45,21 +45,23 @@ export interface Herenow {
 /** Short timings so the suite stays fast; the reload still fits easily in the grace window. */
 export const TEST_GRACE_MS = 1500;
 
-/** Starts herenow on a free port with the built demo, and waits for its listening line. */
+/**
+ * Starts herenow on a free port, serving the built demo unless `env.STATIC_DIR` names
+ * another directory (or is "": no static files), and waits for its listening line.
+ */
 export async function startHerenow(env: Record<string, string> = {}): Promise<Herenow> {
-  const child = spawn(herenowBin(), [], {
-    env: {
-      ...process.env,
-      HOST: "127.0.0.1",
-      PORT: "0",
-      STATIC_DIR: DEMO_DIST,
-      GRACE_MS: String(TEST_GRACE_MS),
-      LOG_FORMAT: "json",
-      RUST_LOG: process.env.RUST_LOG ?? "info",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const childEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOST: "127.0.0.1",
+    PORT: "0",
+    STATIC_DIR: env.STATIC_DIR ?? demoDist(),
+    GRACE_MS: String(TEST_GRACE_MS),
+    LOG_FORMAT: "json",
+    RUST_LOG: process.env.RUST_LOG ?? "info",
+    ...env,
+  };
+  if (childEnv.STATIC_DIR === "") delete childEnv.STATIC_DIR;
+  const child = spawn(herenowBin(), [], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   // Logs may come on either stream; keep both (bounded) for diagnostics.

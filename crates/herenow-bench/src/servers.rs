@@ -228,6 +228,17 @@ impl Cluster {
         Ok(Cluster { redis, servers })
     }
 
+    /// A Prometheus counter (or gauge) summed over the instances; 0 where it is absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let mut sum = 0.0;
+        for s in &self.servers {
+            if let Ok((200, body)) = http_get(s.addr, "/server/metrics").await {
+                sum += parse_metric(&body, name).unwrap_or(0.0);
+            }
+        }
+        sum
+    }
+
     /// Addresses (`ip:port`) of each instance's connections to Redis, for attributing
     /// `MONITOR` lines to instances.
     pub fn redis_client_addrs(&self) -> Vec<Vec<String>> {
@@ -244,6 +255,13 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+/// The value of an unlabelled sample `name` in a Prometheus text exposition.
+pub fn parse_metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Local ports of the TCP connections process `pid` holds to 127.0.0.1:`port`: the
@@ -343,6 +361,13 @@ pub async fn wait_http_ok(addr: SocketAddr, path: &str, within: Duration) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_by_name() {
+        let text = "# HELP x_total X.\n# TYPE x_total counter\nx_total 12\nx_total_more 3\n";
+        assert_eq!(parse_metric(text, "x_total"), Some(12.0));
+        assert_eq!(parse_metric(text, "y"), None);
+    }
 
     #[test]
     fn listening_line() {

@@ -20,6 +20,8 @@ pub struct Step {
     pub title: &'static str,
     /// Subcommand and its flags.
     pub args: Vec<String>,
+    /// Runs of the same command; the report quotes the median of each target.
+    pub repeat: usize,
 }
 
 fn step(key: &'static str, title: &'static str, args: &str) -> Step {
@@ -27,57 +29,92 @@ fn step(key: &'static str, title: &'static str, args: &str) -> Step {
         key,
         title,
         args: args.split_whitespace().map(str::to_string).collect(),
+        repeat: 1,
     }
 }
 
-/// The default suite: the sizes of issue 5's targets, under 10 minutes on 2 cores.
+impl Step {
+    fn times(mut self, repeat: usize) -> Step {
+        self.repeat = repeat.max(1);
+        self
+    }
+}
+
+/// The default suite: the sizes of the issues' targets, each step repeated (medians are
+/// quoted), about 12 minutes on 2 cores.
 pub fn full() -> Vec<Step> {
     vec![
         step(
             "converge-p1",
-            "Join and leave convergence, protocol 1",
+            "Serial join and leave convergence, protocol 1",
             "converge --rooms 10 --clients 100 --instances 2 --redis --proto 1 --grace-leaves 10",
-        ),
+        )
+        .times(5),
         step(
             "converge-p2",
-            "Join and leave convergence, protocol 2",
+            "Serial join and leave convergence, protocol 2",
             "converge --rooms 10 --clients 100 --instances 2 --redis --proto 2 --grace-leaves 10",
-        ),
+        )
+        .times(5),
+        step(
+            "paced-p1",
+            "A meeting starting: 50 joins a second into one room, protocol 1",
+            "converge --rooms 1 --clients 100 --instances 2 --redis --proto 1 --pace-ms 20 --grace-leaves 0",
+        )
+        .times(3),
+        step(
+            "paced-p2",
+            "A meeting starting: 50 joins a second into one room, protocol 2",
+            "converge --rooms 1 --clients 100 --instances 2 --redis --proto 2 --pace-ms 20 --grace-leaves 0",
+        )
+        .times(3),
         step(
             "storm-p1",
-            "Join storm, protocol 1",
+            "Join storm, protocol 1, one instance",
             "storm --rooms 10 --clients 100 --proto 1",
-        ),
+        )
+        .times(5),
         step(
             "storm-p2",
-            "Join storm, protocol 2",
+            "Join storm, protocol 2, one instance",
             "storm --rooms 10 --clients 100 --proto 2",
-        ),
+        )
+        .times(5),
         step(
             "storm-p1-redis",
             "Join storm, protocol 1, two instances + Redis",
             "storm --rooms 10 --clients 100 --proto 1 --instances 2 --redis",
-        ),
+        )
+        .times(5),
+        step(
+            "storm-p2-redis",
+            "Join storm, protocol 2, two instances + Redis",
+            "storm --rooms 10 --clients 100 --proto 2 --instances 2 --redis",
+        )
+        .times(5),
         step(
             "soak",
             "Idle soak, two instances + Redis",
             "soak --conns 10000 --rooms 100 --seconds 30 --instances 2 --redis --proto 2",
-        ),
+        )
+        .times(3),
         step(
             "fanout",
             "Fan-out in a 10,000-member room",
             "fanout --members 10000 --changes 20",
-        ),
-        step("capacity", "Capacity and memory per connection", "capacity"),
+        )
+        .times(3),
+        step("capacity", "Capacity and memory per connection", "capacity").times(3),
         step(
             "faults",
             "Faults: kill -9 an instance; a 10 s Redis outage",
             "faults",
-        ),
+        )
+        .times(3),
     ]
 }
 
-/// Every scenario at a tiny size (seconds, debug build): the tool cannot rot. Only
+/// Every scenario at a tiny size (seconds, debug build), once: the tool cannot rot. Only
 /// `faults` needs Redis.
 pub fn smoke() -> Vec<Step> {
     vec![
@@ -85,6 +122,8 @@ pub fn smoke() -> Vec<Step> {
              "converge --rooms 2 --clients 4 --instances 1 --proto 1 --grace-leaves 2 --grace-ms 200"),
         step("converge-p2", "converge, protocol 2",
              "converge --rooms 2 --clients 4 --instances 1 --proto 2 --grace-leaves 2 --grace-ms 200"),
+        step("paced-p1", "paced joins, protocol 1",
+             "converge --rooms 1 --clients 4 --instances 1 --proto 1 --pace-ms 20 --grace-leaves 0 --grace-ms 200"),
         step("storm-p1", "storm, protocol 1", "storm --rooms 2 --clients 5 --proto 1"),
         step("storm-p2", "storm, protocol 2", "storm --rooms 2 --clients 5 --proto 2"),
         step("soak", "soak", "soak --conns 20 --rooms 2 --seconds 2 --heartbeat-ms 500"),
@@ -103,9 +142,73 @@ pub struct Ran {
     pub step: Step,
     /// The command as it can be pasted from the repository root.
     pub command: String,
+    /// The median run (by its first target), whose figures and series the report shows.
     pub outcome: Outcome,
     pub data: Value,
+    /// Every run, in order (the median one among them).
+    pub runs: Vec<Outcome>,
+    /// All runs together.
     pub wall: Duration,
+}
+
+/// A target over every run of a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub target: crate::report::Target,
+    /// Every run's value, in run order.
+    pub values: Vec<f64>,
+}
+
+impl Ran {
+    /// Each target of the step with the median of its values over the runs (and `met`
+    /// judged on that median).
+    pub fn summaries(&self) -> Vec<Summary> {
+        self.outcome
+            .targets
+            .iter()
+            .map(|t| {
+                let values: Vec<f64> = self
+                    .runs
+                    .iter()
+                    .filter_map(|o| o.targets.iter().find(|x| x.name == t.name)?.value)
+                    .collect();
+                let mut target = t.clone();
+                target.value = median(&values);
+                target.met = target.value.is_some_and(|v| meets(v, &t.cmp, t.limit));
+                Summary { target, values }
+            })
+            .collect()
+    }
+}
+
+fn meets(v: f64, cmp: &str, limit: f64) -> bool {
+    match cmp {
+        "<=" => v <= limit,
+        "<" => v < limit,
+        ">=" => v >= limit,
+        ">" => v > limit,
+        _ => false,
+    }
+}
+
+/// The median (the lower middle of an even count, so it is a value that was measured).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().saturating_sub(1) / 2).copied()
+}
+
+/// Which run is the median one by its first target (the first run without targets).
+fn median_run(runs: &[Outcome]) -> usize {
+    let key = |o: &Outcome| o.targets.first().and_then(|t| t.value);
+    let mut order: Vec<usize> = (0..runs.len())
+        .filter(|&i| key(&runs[i]).is_some())
+        .collect();
+    if order.is_empty() {
+        return 0;
+    }
+    order.sort_by(|&a, &b| key(&runs[a]).unwrap().total_cmp(&key(&runs[b]).unwrap()));
+    order[(order.len() - 1) / 2]
 }
 
 /// Options of `suite`.
@@ -145,48 +248,41 @@ pub async fn run(opts: &SuiteOpts) -> Result<i32> {
         let mut args = s.args.clone();
         args.extend(["--bin".into(), display_path(&opts.bin)]);
         let command = format!("{} {}", display_path(&exe), args.join(" "));
-        eprintln!("suite: {command}");
         let t = Instant::now();
-        let mut cmd = tokio::process::Command::new(&exe);
-        cmd.args(&args)
-            .arg("--data-out")
-            .arg(&data_path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(opts.step_timeout, cmd.output()).await;
+        let mut runs = Vec::new();
+        let mut datas = Vec::new();
+        for i in 0..s.repeat {
+            eprintln!("suite: [{}/{}] {command}", i + 1, s.repeat);
+            let _ = std::fs::remove_file(&data_path);
+            let outcome = run_once(&exe, &args, &data_path, opts.step_timeout, s.key).await?;
+            println!("{}", outcome.line());
+            runs.push(outcome);
+            datas.push(
+                std::fs::read(&data_path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(Value::Null),
+            );
+        }
         let wall = t.elapsed();
-        let outcome = match out {
-            Ok(Ok(o)) => {
-                let stdout = String::from_utf8_lossy(&o.stdout);
-                match stdout.lines().rev().find(|l| l.starts_with('{')) {
-                    Some(line) => {
-                        serde_json::from_str(line).with_context(|| format!("parsing {line}"))?
-                    }
-                    None => Outcome::failed(
-                        s.key,
-                        Value::Null,
-                        &anyhow::anyhow!("no JSON line (exit status {})", o.status),
-                    ),
+        let mid = median_run(&runs);
+        let mut outcome = runs[mid].clone();
+        // A step passes its checks only if every run did.
+        if let Some(bad) = runs.iter().find(|o| !o.ok) {
+            outcome.ok = false;
+            outcome.error = outcome.error.or_else(|| bad.error.clone());
+            for c in bad.checks.iter().filter(|c| !c.ok) {
+                if !outcome.checks.contains(c) {
+                    outcome.checks.push(c.clone());
                 }
             }
-            Ok(Err(e)) => Outcome::failed(s.key, Value::Null, &e.into()),
-            Err(_) => Outcome::failed(
-                s.key,
-                Value::Null,
-                &anyhow::anyhow!("killed after {:?}", opts.step_timeout),
-            ),
-        };
-        println!("{}", outcome.line());
-        let data = std::fs::read(&data_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null);
+        }
         ran.push(Ran {
             step: s,
             command,
             outcome,
-            data,
+            data: datas.swap_remove(mid),
+            runs,
             wall,
         });
     }
@@ -229,6 +325,45 @@ pub async fn run(opts: &SuiteOpts) -> Result<i32> {
         0
     } else {
         1
+    })
+}
+
+/// One run of a scenario as its own process: its JSON line.
+async fn run_once(
+    exe: &Path,
+    args: &[String],
+    data_path: &Path,
+    step_timeout: Duration,
+    key: &str,
+) -> Result<Outcome> {
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(args)
+        .arg("--data-out")
+        .arg(data_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(step_timeout, cmd.output()).await;
+    Ok(match out {
+        Ok(Ok(o)) => {
+            let stdout = String::from_utf8_lossy(&o.stdout);
+            match stdout.lines().rev().find(|l| l.starts_with('{')) {
+                Some(line) => {
+                    serde_json::from_str(line).with_context(|| format!("parsing {line}"))?
+                }
+                None => Outcome::failed(
+                    key,
+                    Value::Null,
+                    &anyhow::anyhow!("no JSON line (exit status {})", o.status),
+                ),
+            }
+        }
+        Ok(Err(e)) => Outcome::failed(key, Value::Null, &e.into()),
+        Err(_) => Outcome::failed(
+            key,
+            Value::Null,
+            &anyhow::anyhow!("killed after {step_timeout:?}"),
+        ),
     })
 }
 
@@ -498,18 +633,29 @@ pub fn markdown(h: &Header, ran: &[Ran]) -> String {
         m.cores
     );
 
-    let _ = writeln!(s, "## Targets (issue 5)\n");
+    let _ = writeln!(s, "## Targets\n");
     let _ = writeln!(
         s,
-        "| Target | Measured | Limit | Reference Node | Result | Scenario |"
+        "Each figure is the median of the step's runs (the lower middle of an even count); \
+         the runs column lists every run's figure in order. Targets of issue 5, as revised by \
+         issue 8 (fan-out budget, no flicker).\n"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| Target | Measured (median) | Runs | Limit | Reference | Result | Scenario |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for r in ran {
-        for t in &r.outcome.targets {
+        for Summary { target: t, values } in r.summaries() {
             let measured = t
                 .value
                 .map(|v| format!("{} {}", fmt_num(v), t.unit))
                 .unwrap_or_else(|| "not measured".into());
+            let runs = values
+                .iter()
+                .map(|v| fmt_num(*v))
+                .collect::<Vec<_>>()
+                .join(", ");
             let result = if t.met {
                 "met".to_string()
             } else {
@@ -523,9 +669,10 @@ pub fn markdown(h: &Header, ran: &[Ran]) -> String {
             );
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | [{}](#{}) |",
+                "| {} | {} | {} | {} | {} | {} | [{}](#{}) |",
                 t.what,
                 measured.trim(),
+                runs,
                 limit.trim(),
                 t.reference.as_deref().unwrap_or("-"),
                 result,
@@ -565,9 +712,15 @@ pub fn markdown(h: &Header, ran: &[Ran]) -> String {
             r.step.key, r.step.key, r.step.title
         );
         let _ = writeln!(s, "```sh\n{}\n```\n", r.command);
+        let runs = match r.runs.len() {
+            0 | 1 => String::new(),
+            n => {
+                format!(" {n} runs; the figures below are the median run's (by its first target).")
+            }
+        };
         let _ = writeln!(
             s,
-            "{} in {:.1} s.{}\n",
+            "{} in {:.1} s.{runs}{}\n",
             if o.ok {
                 "Checks passed"
             } else {
@@ -737,19 +890,25 @@ mod tests {
             "",
             None,
         );
+        let mut faster = o.clone();
+        faster.targets[0].value = Some(2.5);
+        let mut slowest = o.clone();
+        slowest.targets[0].value = Some(9.0);
         vec![
             Ran {
-                step: step("converge-p1", "Convergence p1", "converge --rooms 10"),
+                step: step("converge-p1", "Convergence p1", "converge --rooms 10").times(3),
                 command: "target/release/herenow-bench converge --rooms 10".into(),
-                outcome: o,
+                outcome: o.clone(),
                 data: json!({"join_ms": [1.0, 2.0, 4.5]}),
+                runs: vec![slowest, o, faster],
                 wall: Duration::from_secs(3),
             },
             Ran {
                 step: step("capacity", "Capacity", "capacity"),
                 command: "target/release/herenow-bench capacity".into(),
-                outcome: cap,
+                outcome: cap.clone(),
                 data: json!({"curve": [{"conns": 1000, "kib_per_conn": 6.0}], "ramp": []}),
+                runs: vec![cap],
                 wall: Duration::from_secs(9),
             },
         ]
@@ -774,15 +933,28 @@ mod tests {
         let md = markdown(&h, &ran);
         assert!(md.contains("```sh\ntarget/release/herenow-bench converge --rooms 10\n```"));
         assert!(md.contains(
-            "| join p99 | 4.50 ms | &lt;= 3 ms | 11.5 ms | **missed** (1.50x the limit)"
-        ));
-        assert!(md.contains("| connections | 19,936 | &gt;= 19,000 | - | met |"));
+            "| join p99 | 4.50 ms | 9, 4.50, 2.50 | &lt;= 3 ms | 11.5 ms | **missed** (1.50x the limit)"
+        ), "{md}");
+        assert!(md.contains("| connections | 19,936 | 19,936 | &gt;= 19,000 | - | met |"));
+        assert!(md.contains("3 runs; the figures below are the median run's"));
         assert!(md.contains("![join-latency.svg](bench/join-latency.svg)"));
         assert!(
             md.contains("| join_ms (ms: p50 / p95 / p99 / max, n) | 1 / 2 / 4.50 / 4.50, n=3 |")
         );
         assert!(md.contains("## Analysis\n\nHand-written notes."));
         assert!(md.contains("Every correctness check passed"));
+    }
+
+    #[test]
+    fn the_median_run_and_median_figures() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.0), "lower middle");
+        assert_eq!(median(&[]), None);
+        let ran = fake_run();
+        let s = ran[0].summaries();
+        assert_eq!(s[0].target.value, Some(4.5));
+        assert!(!s[0].target.met);
+        assert_eq!(median_run(&ran[0].runs), 1);
     }
 
     #[test]

@@ -202,14 +202,22 @@ pub struct Config {
     #[arg(long, env = "RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
 
-    /// Broadcasts per room sent at once within one BROADCAST_INTERVAL_MS; beyond it,
-    /// changes merge into one broadcast per interval. A room changing at human pace
-    /// never waits; a join storm does not send N^2 rosters. Rooms with more than 1,000
-    /// sockets here get a burst cut in proportion (at least one).
-    #[arg(long, env = "BROADCAST_BURST", default_value_t = 10)]
-    pub broadcast_burst: u32,
+    /// Frames (rosters, diffs and events, over every room) this instance writes at once
+    /// within one BROADCAST_INTERVAL_MS; beyond it, each room's changes merge into one
+    /// frame per socket per interval until the instance is under budget again. Default
+    /// 5,000: a change goes out at once at any human pace, a meeting of hundreds
+    /// starting included, while a storm of a thousand joins at once (or a 10,000-member
+    /// room changing) cannot make the instance write N^2 frames. [default: 5000]
+    #[arg(long, env = "BROADCAST_FRAMES")]
+    pub broadcast_frames: Option<u32>,
 
-    /// The throttle interval of room broadcasts.
+    /// Replaced by BROADCAST_FRAMES (it was broadcasts per room per interval, capped at
+    /// BROADCAST_BURST x 1,000 frames per instance): still accepted, with a warning, as
+    /// BROADCAST_FRAMES = BROADCAST_BURST x 1,000.
+    #[arg(long, env = "BROADCAST_BURST", hide = true)]
+    pub broadcast_burst: Option<u32>,
+
+    /// The fan-out budget's interval, and how long a merging room's changes wait.
     #[arg(long, env = "BROADCAST_INTERVAL_MS", default_value_t = 100)]
     pub broadcast_interval_ms: u64,
 
@@ -240,6 +248,13 @@ pub struct Config {
           action = ArgAction::Set, value_parser = BoolishValueParser::new(), hide_possible_values = true)]
     pub vercel: bool,
 }
+
+/// The fan-out budget without a setting (see [`Config::broadcast_frames`]).
+pub const DEFAULT_BROADCAST_FRAMES: u32 = 5_000;
+
+/// Frames per socket-interval the old per-room burst allowed an instance (see
+/// `BROADCAST_BURST`).
+const FRAMES_PER_BURST: u32 = 1_000;
 
 impl Config {
     /// The defaults, as if started with no flags and an empty environment.
@@ -272,7 +287,8 @@ impl Config {
         if self.max_frame_bytes < 256 {
             return Err("MAX_FRAME_BYTES must be at least 256".into());
         }
-        if self.rate_per_sec == 0 || self.broadcast_burst == 0 || self.broadcast_interval_ms == 0 {
+        if self.rate_per_sec == 0 || self.broadcast_frames() == 0 || self.broadcast_interval_ms == 0
+        {
             return Err("rates, bursts and intervals must be positive".into());
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}', ' ']) {
@@ -281,10 +297,21 @@ impl Config {
         Ok(())
     }
 
-    /// What is wrong with this deployment without being an error: said loudly at start
-    /// and in `/server/readyz`, for as long as it holds.
+    /// Settings that work but deserve a word, and deployments that work but not as one
+    /// would expect: said loudly at start and in `/server/readyz`, while they hold.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(burst) = self.broadcast_burst {
+            out.push(match self.broadcast_frames {
+                Some(frames) => format!(
+                    "BROADCAST_BURST={burst} is replaced by BROADCAST_FRAMES and ignored (BROADCAST_FRAMES={frames} is set)"
+                ),
+                None => format!(
+                    "BROADCAST_BURST={burst} is replaced by BROADCAST_FRAMES: using BROADCAST_FRAMES={}; set that instead",
+                    self.broadcast_frames()
+                ),
+            });
+        }
         if self.vercel && self.redis_url.is_none() {
             out.push(
                 "VERCEL is set and REDIS_URL is not: each Vercel function instance keeps its \
@@ -295,6 +322,15 @@ impl Config {
             );
         }
         out
+    }
+
+    /// The instance's fan-out budget, in frames per BROADCAST_INTERVAL_MS.
+    pub fn broadcast_frames(&self) -> u32 {
+        match (self.broadcast_frames, self.broadcast_burst) {
+            (Some(frames), _) => frames,
+            (None, Some(burst)) => burst.saturating_mul(FRAMES_PER_BURST),
+            (None, None) => DEFAULT_BROADCAST_FRAMES,
+        }
     }
 
     pub fn stale(&self) -> Duration {
@@ -377,7 +413,11 @@ mod tests {
         assert_eq!(c.max_frame_bytes, 4_096);
         assert_eq!(c.max_room_members, 10_000);
         assert_eq!((c.rate_per_sec, c.rate_burst), (20, 40));
-        assert_eq!((c.broadcast_burst, c.broadcast_interval_ms), (10, 100));
+        assert_eq!(
+            (c.broadcast_frames(), c.broadcast_interval_ms),
+            (5_000, 100)
+        );
+        assert!(c.warnings().is_empty());
         assert_eq!(c.redis_prefix, "presence");
         assert!(c.redis_url.is_none() && !c.redis_cluster && c.static_dir.is_none());
         assert_eq!(c.log_format, LogFormat::Pretty);
@@ -386,6 +426,22 @@ mod tests {
         c.check().unwrap();
         // A crashed instance is gone everywhere within 10 s by default.
         assert!(c.lease_ms + c.reap_ms <= 10_000);
+    }
+
+    #[test]
+    fn the_old_burst_setting_still_works_with_a_warning() {
+        let c = Config::parse_from_env_free(["herenow", "--broadcast-burst", "3"]);
+        assert_eq!(c.broadcast_frames(), 3_000);
+        assert_eq!(c.warnings().len(), 1);
+        let c = Config::parse_from_env_free([
+            "herenow",
+            "--broadcast-burst",
+            "3",
+            "--broadcast-frames",
+            "700",
+        ]);
+        assert_eq!(c.broadcast_frames(), 700);
+        assert!(c.warnings()[0].contains("ignored"));
     }
 
     #[test]

@@ -1,23 +1,24 @@
 //! herenow: room-based presence over WebSockets.
 //!
 //! ```text
-//!  browser tab ──ws──▶ session.rs ──▶ hub.rs ──▶ store/ (PresenceStore trait)
-//!   (one task per socket: reader,     (this process's    memory.rs: one process
-//!    bounded outbox, membership       sockets per room,  redis.rs:  every instance,
-//!    guard)                           roster mirror,     Lua scripts + pub/sub
-//!                                     coalesced broadcast)
+//!  browser tab ──ws──▶ session.rs ──▶ hub/ ──────────────▶ store/ (PresenceStore trait)
+//!   (one task per socket: reader,     (this process's        memory.rs: one process
+//!    bounded outbox, membership       sockets per room:      redis/:    every instance,
+//!    guard)                           mirror, membership,               Lua scripts + pub/sub
+//!                                     fan-out budget)        metered.rs: every call timed
 //! ```
 //!
 //! - [`protocol`]: the wire messages and their validation (golden examples in
-//!   `fixtures/protocol/`).
+//!   `fixtures/protocol/`), and the server's close codes.
 //! - [`room`]: pure roster logic: entries per instance, versions, net diffs.
 //! - [`store`]: the one seam between this process and "who is in the room everywhere".
-//! - [`hub`]: sockets held by this process, per room; applies store changes in version
-//!   order and broadcasts them, serialised once and throttled per room.
+//! - [`hub`]: sockets held by this process, per room: a mirror of the store's roster in
+//!   version order, this instance's members and their grace windows, and fan-out paced
+//!   by one frame budget for the instance.
 //! - [`session`]: one socket's lifetime, from hello to leave.
 //! - [`outbox`]: a socket's bounded outbound queue.
 //! - [`ws`]: the WebSocket handshake, and outgoing messages sent in shared fragments.
-//! - [`rate`]: the token bucket behind rate limits and broadcast throttling.
+//! - [`rate`]: the token bucket behind the per-socket rate limit.
 //! - [`http`]: the router (`/server/ws/:roomId`, health, readiness, metrics, REST
 //!   roster, static files), [`serve`] on a listener, and [`http::Server`] for an entry
 //!   point that brings its own (the Vercel function, `crates/herenow-vercel`).

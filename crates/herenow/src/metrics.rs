@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::protocol::close::ServerClose;
 use crate::protocol::ErrorCode;
 
 /// Upper bounds of the store latency histogram, in seconds.
@@ -19,23 +20,20 @@ pub struct Metrics {
     pub messages_out: AtomicU64,
     pub bytes_out: AtomicU64,
     pub broadcasts: AtomicU64,
+    /// Broadcasts that went out merged, at the end of a fan-out interval.
+    pub merged: AtomicU64,
     pub store_errors: AtomicU64,
     pub resyncs: AtomicU64,
     errors: [AtomicU64; ErrorCode::ALL.len()],
-    closes: [AtomicU64; 4],
+    closes: [AtomicU64; CLOSE_LABELS.len()],
     store_calls: AtomicU64,
     store_micros: AtomicU64,
     store_buckets: [AtomicU64; STORE_BUCKETS.len()],
 }
 
-/// Why the server closed a socket.
-#[derive(Clone, Copy, Debug)]
-pub enum CloseReason {
-    Policy = 0,
-    TooBig = 1,
-    Slow = 2,
-    Stale = 3,
-}
+/// The `reason` labels of server closes, in the order they are listed
+/// ([`ServerClose::label`] maps each close to one).
+const CLOSE_LABELS: [&str; 5] = ["policy", "too_big", "slow", "stale", "restart"];
 
 impl Metrics {
     pub fn error(&self, code: ErrorCode) {
@@ -43,8 +41,22 @@ impl Metrics {
         self.errors[i].fetch_add(1, Relaxed);
     }
 
-    pub fn closed(&self, why: CloseReason) {
-        self.closes[why as usize].fetch_add(1, Relaxed);
+    /// The server closed a socket (counted when the close is handed to the socket's
+    /// writer, whoever decided it: the session, the outbox or a shutdown).
+    pub fn closed(&self, why: ServerClose) {
+        let i = CLOSE_LABELS
+            .iter()
+            .position(|l| *l == why.label())
+            .expect("every close label is listed");
+        self.closes[i].fetch_add(1, Relaxed);
+    }
+
+    /// Server closes counted under `label` so far (tests, dashboards).
+    pub fn closes(&self, label: &str) -> u64 {
+        CLOSE_LABELS
+            .iter()
+            .position(|l| *l == label)
+            .map_or(0, |i| self.closes[i].load(Relaxed))
     }
 
     pub fn store_call(&self, took: Duration) {
@@ -115,6 +127,11 @@ impl Metrics {
             self.broadcasts.load(Relaxed),
         );
         counter(
+            "herenow_broadcasts_merged_total",
+            "Room broadcasts merged at the end of a fan-out interval (the instance had written its BROADCAST_FRAMES).",
+            self.merged.load(Relaxed),
+        );
+        counter(
             "herenow_store_errors_total",
             "Store calls that failed.",
             self.store_errors.load(Relaxed),
@@ -134,10 +151,7 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP herenow_server_closes_total Sockets closed by the server, by reason.\n# TYPE herenow_server_closes_total counter");
-        for (why, n) in ["policy", "too_big", "slow", "stale"]
-            .iter()
-            .zip(&self.closes)
-        {
+        for (why, n) in CLOSE_LABELS.iter().zip(&self.closes) {
             let _ = writeln!(
                 out,
                 "herenow_server_closes_total{{reason=\"{why}\"}} {}",
@@ -170,12 +184,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_close_has_a_listed_label() {
+        for close in ServerClose::ALL {
+            assert!(CLOSE_LABELS.contains(&close.label()), "{close:?}");
+        }
+    }
+
+    #[test]
     fn renders_every_family() {
         let m = Metrics::default();
         m.error(ErrorCode::RateLimited);
         m.store_call(Duration::from_micros(300));
         m.store_call(Duration::from_secs(2));
+        m.closed(ServerClose::Slow);
+        m.closed(ServerClose::RoomFull);
         let text = m.render(2, 5, true);
+        assert!(text.contains("herenow_server_closes_total{reason=\"slow\"} 1"));
+        assert!(text.contains("herenow_server_closes_total{reason=\"policy\"} 1"));
+        assert!(text.contains("herenow_server_closes_total{reason=\"restart\"} 0"));
         assert!(text.contains("herenow_rooms 2"));
         assert!(text.contains("herenow_errors_total{code=\"rate_limited\"} 1"));
         assert!(text.contains("herenow_store_seconds_bucket{le=\"0.0005\"} 1"));

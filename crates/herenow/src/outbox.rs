@@ -1,19 +1,21 @@
 //! A socket's outbound queue, bounded in bytes.
 //!
 //! The hub queues frames serialised once for the whole room; the socket's writer drains
-//! them. A socket that falls behind never grows the server's memory without bound:
-//! queued rosters are superseded by the latest full one, ephemeral frames are dropped
-//! (events are at most once anyway), and a socket that keeps overflowing is closed with
-//! 1013 (try again later) so it reconnects and starts fresh.
+//! them. A full roster supersedes every roster frame queued before it that the writer has
+//! not taken yet: a socket that is a little behind (a storm of joins while its writer
+//! waits for the CPU) gets the latest roster once instead of every one in between, at no
+//! cost in latency. A socket that falls further behind never grows the server's memory
+//! without bound: on overflow its queued rosters are replaced by the latest full one,
+//! ephemeral frames are dropped (events are at most once anyway), and a socket that keeps
+//! overflowing is closed with 1013 (try again later) so it reconnects and starts fresh.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use crate::ws::Text;
 use tokio::sync::Notify;
 
-use crate::protocol::close;
+use crate::protocol::close::ServerClose;
 
 /// Overflows in a row (without the queue ever draining) before the socket is closed.
 pub const MAX_OVERFLOWS: u32 = 3;
@@ -21,10 +23,19 @@ pub const MAX_OVERFLOWS: u32 = 3;
 /// What a frame is, for deciding what may be dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// A snapshot, a diff or a protocol-1 presence: superseded by a later full roster.
-    Roster,
+    /// A whole roster (a snapshot, or a protocol-1 presence): it supersedes every roster
+    /// frame queued before it.
+    Full,
+    /// A diff: it builds on the roster frames before it.
+    Diff,
     /// An event, error or pong: dropped when there is no room.
     Other,
+}
+
+impl Kind {
+    fn is_roster(self) -> bool {
+        matches!(self, Kind::Full | Kind::Diff)
+    }
 }
 
 /// The result of [`Outbox::push`].
@@ -42,7 +53,7 @@ pub enum Pushed {
 #[derive(Debug)]
 pub enum Next {
     Frames(Vec<Text>),
-    Close(u16, Cow<'static, str>),
+    Close(ServerClose),
 }
 
 #[derive(Default)]
@@ -50,7 +61,7 @@ struct Inner {
     queue: VecDeque<(Text, Kind)>,
     bytes: usize,
     overflows: u32,
-    close: Option<(u16, Cow<'static, str>)>,
+    close: Option<ServerClose>,
     /// The close was handed to the writer: nothing more will be sent.
     finished: bool,
 }
@@ -79,17 +90,21 @@ impl Outbox {
         if q.close.is_some() || q.finished {
             return Pushed::Dropped;
         }
+        if kind == Kind::Full && q.queue.iter().any(|(_, k)| k.is_roster()) {
+            q.queue.retain(|(_, k)| !k.is_roster());
+            q.bytes = q.queue.iter().map(|(f, _)| f.len()).sum();
+        }
         if q.bytes + frame.len() > self.budget {
             if kind == Kind::Other {
                 return Pushed::Dropped;
             }
-            q.queue.retain(|(_, k)| *k != Kind::Roster);
+            q.queue.retain(|(_, k)| !k.is_roster());
             q.bytes = q.queue.iter().map(|(f, _)| f.len()).sum();
             q.overflows += 1;
             if q.overflows > MAX_OVERFLOWS {
                 q.queue.clear();
                 q.bytes = 0;
-                q.close = Some((close::TRY_AGAIN, "too slow to keep up".into()));
+                q.close = Some(ServerClose::Slow);
                 drop(q);
                 self.notify.notify_one();
                 return Pushed::Dropped;
@@ -109,18 +124,19 @@ impl Outbox {
         if q.close.is_some() || q.finished {
             return;
         }
-        q.queue.retain(|(_, k)| *k != Kind::Roster);
-        q.queue.push_back((roster, Kind::Roster));
+        q.queue.retain(|(_, k)| !k.is_roster());
+        q.queue.push_back((roster, Kind::Full));
         q.bytes = q.queue.iter().map(|(f, _)| f.len()).sum();
         drop(q);
         self.notify.notify_one();
     }
 
-    /// Send what is queued, then close with `code`. Later pushes are dropped.
-    pub fn close(&self, code: u16, reason: impl Into<Cow<'static, str>>) {
+    /// Send what is queued, then close as `why` says. Later pushes are dropped; the
+    /// first close decided wins.
+    pub fn close(&self, why: ServerClose) {
         let mut q = self.lock();
         if q.close.is_none() && !q.finished {
-            q.close = Some((code, reason.into()));
+            q.close = Some(why);
         }
         drop(q);
         self.notify.notify_one();
@@ -138,9 +154,9 @@ impl Outbox {
             q.overflows = 0;
             return Some(Next::Frames(q.queue.drain(..).map(|(f, _)| f).collect()));
         }
-        if let Some((code, reason)) = q.close.take() {
+        if let Some(why) = q.close.take() {
             q.finished = true;
-            return Some(Next::Close(code, reason));
+            return Some(Next::Close(why));
         }
         None
     }
@@ -167,10 +183,10 @@ mod tests {
     #[tokio::test]
     async fn rosters_are_superseded_and_events_dropped_when_full() {
         let o = Outbox::new(100);
-        assert_eq!(o.push(frame(60), Kind::Roster), Pushed::Queued);
+        assert_eq!(o.push(frame(60), Kind::Diff), Pushed::Queued);
         assert_eq!(o.push(frame(30), Kind::Other), Pushed::Queued);
         assert_eq!(o.push(frame(30), Kind::Other), Pushed::Dropped);
-        assert_eq!(o.push(frame(60), Kind::Roster), Pushed::Overflow);
+        assert_eq!(o.push(frame(60), Kind::Diff), Pushed::Overflow);
         assert_eq!(
             o.queued_bytes(),
             30,
@@ -192,23 +208,48 @@ mod tests {
     async fn a_socket_that_keeps_overflowing_is_closed_with_1013() {
         let o = Outbox::new(10);
         for _ in 0..MAX_OVERFLOWS {
-            assert_eq!(o.push(frame(20), Kind::Roster), Pushed::Overflow);
+            assert_eq!(o.push(frame(20), Kind::Diff), Pushed::Overflow);
             o.replace_rosters(frame(20));
         }
-        assert_eq!(o.push(frame(20), Kind::Roster), Pushed::Dropped);
+        assert_eq!(o.push(frame(20), Kind::Diff), Pushed::Dropped);
         match o.next().await {
-            Next::Close(code, _) => assert_eq!(code, close::TRY_AGAIN),
+            Next::Close(why) => assert_eq!(why, ServerClose::Slow),
             other => panic!("{other:?}"),
         }
         assert_eq!(o.push(frame(1), Kind::Other), Pushed::Dropped);
     }
 
     #[tokio::test]
+    async fn a_full_roster_supersedes_the_rosters_not_yet_written() {
+        let o = Outbox::new(1000);
+        o.push(frame(10), Kind::Full);
+        o.push(frame(11), Kind::Diff);
+        o.push(frame(12), Kind::Other);
+        o.push(frame(13), Kind::Diff);
+        o.push(frame(14), Kind::Full);
+        match o.next().await {
+            Next::Frames(f) => assert_eq!(f.iter().map(|f| f.len()).collect::<Vec<_>>(), [12, 14]),
+            other => panic!("{other:?}"),
+        }
+        // Taken by the writer: the next full roster has nothing to supersede.
+        o.push(frame(15), Kind::Diff);
+        match o.next().await {
+            Next::Frames(f) => assert_eq!(f.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(o.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
     async fn close_comes_after_queued_frames() {
         let o = Outbox::new(100);
         o.push(frame(5), Kind::Other);
-        o.close(close::POLICY, "bye");
+        o.close(ServerClose::RateLimited);
+        o.close(ServerClose::Restart);
         assert!(matches!(o.next().await, Next::Frames(_)));
-        assert!(matches!(o.next().await, Next::Close(close::POLICY, _)));
+        assert!(matches!(
+            o.next().await,
+            Next::Close(ServerClose::RateLimited)
+        ));
     }
 }

@@ -54,8 +54,81 @@ pub mod close {
     pub const RESTART: u16 = 1012;
     /// Try again later (room full, or the socket could not keep up).
     pub const TRY_AGAIN: u16 = 1013;
+    /// The peer is gone: it sent nothing (not even a pong) for `STALE_MS`.
+    pub const GOING_AWAY: u16 = 1001;
     /// Unauthorised: do not retry.
     pub const UNAUTHORIZED: u16 = 4401;
+
+    /// Every reason the server closes a socket: its close code, the reason sent with it
+    /// (never anything internal) and the label it is counted under in metrics. The one
+    /// place that maps a cause to what the client sees.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum ServerClose {
+        /// No valid hello within `HELLO_TIMEOUT_MS`.
+        NoHello,
+        /// Went on sending past the rate limit after being told.
+        RateLimited,
+        /// A frame over `MAX_FRAME_BYTES`.
+        TooBig,
+        /// Nothing received for `STALE_MS`.
+        Stale,
+        /// The room holds `MAX_ROOM_MEMBERS` already.
+        RoomFull,
+        /// The socket could not keep up with what the room sends (its outbox overflowed
+        /// again and again).
+        Slow,
+        /// The server is shutting down: reconnect, ideally elsewhere.
+        Restart,
+    }
+
+    impl ServerClose {
+        /// Every variant, in the order metrics list them.
+        pub const ALL: [ServerClose; 7] = [
+            ServerClose::NoHello,
+            ServerClose::RateLimited,
+            ServerClose::TooBig,
+            ServerClose::Stale,
+            ServerClose::RoomFull,
+            ServerClose::Slow,
+            ServerClose::Restart,
+        ];
+
+        pub fn code(self) -> u16 {
+            match self {
+                ServerClose::NoHello | ServerClose::RateLimited => POLICY,
+                ServerClose::TooBig => TOO_BIG,
+                ServerClose::Stale => GOING_AWAY,
+                ServerClose::RoomFull | ServerClose::Slow => TRY_AGAIN,
+                ServerClose::Restart => RESTART,
+            }
+        }
+
+        /// The close frame's reason, for people reading a browser's network panel.
+        pub fn reason(self) -> &'static str {
+            match self {
+                ServerClose::NoHello => "no valid hello",
+                ServerClose::RateLimited => "rate limit exceeded",
+                ServerClose::TooBig => "frame too large",
+                ServerClose::Stale => "stale: no frame received",
+                ServerClose::RoomFull => "room is full",
+                ServerClose::Slow => "too slow to keep up",
+                ServerClose::Restart => "server restarting",
+            }
+        }
+
+        /// The `reason` label of `herenow_server_closes_total`. The first four are the
+        /// labels dashboards know from before this enum (a full room was, and stays,
+        /// counted as `policy`); later causes only add labels.
+        pub fn label(self) -> &'static str {
+            match self {
+                ServerClose::NoHello | ServerClose::RateLimited | ServerClose::RoomFull => "policy",
+                ServerClose::TooBig => "too_big",
+                ServerClose::Slow => "slow",
+                ServerClose::Stale => "stale",
+                ServerClose::Restart => "restart",
+            }
+        }
+    }
 }
 
 /// A validated room id: lowercase letters, digits and hyphens, 1-64 characters.
@@ -289,11 +362,26 @@ impl Proto {
     }
 }
 
+/// How a socket takes part in its room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Shown in the room, counted toward `MAX_ROOM_MEMBERS`.
+    #[default]
+    Member,
+    /// Receives the room but is never shown in it and does not count toward its size.
+    Viewer,
+}
+
 /// A `hello` that passed validation.
 #[derive(Debug)]
 pub struct Join {
+    /// The presence id: who others see (the tab id of an anonymous user).
     pub id: Id,
+    /// The hello's own id, the tab's key: a socket that comes back with it inside the
+    /// grace window takes the old socket's place.
+    pub tab: Id,
     pub proto: Proto,
+    pub role: Role,
     pub user: UserHints,
     pub state: RawJson,
 }
@@ -319,9 +407,12 @@ impl Hello {
             Some(map) => state_json(&map)?,
             None => RawJson::empty_object(),
         };
+        let id: Id = self.id.into();
         Ok(Join {
-            id: self.id.into(),
+            tab: id.clone(),
+            id,
             proto,
+            role: Role::Member,
             user,
             state,
         })

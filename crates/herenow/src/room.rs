@@ -5,10 +5,15 @@
 //! them closes. Clients see the union, one [`User`] per presence id: tabs summed, the
 //! earliest `since`, and the hints and state of the most recently written entry.
 //!
-//! Every store change bumps the room version by one. A [`Roster`] applies changes in
-//! version order and records, in a [`Span`], how each touched member looked before; a
-//! span then yields the net [`Diff`] of any number of changes, so a throttled broadcast
-//! can merge a storm of joins into one message. No sockets, no clocks, no I/O: all of it
+//! Every store change bumps the room's store version by one. A [`Roster`] applies changes
+//! in that order and records, in a [`Span`], how each touched member looked before; a
+//! span then yields the net [`Diff`] of any number of changes, so a merged broadcast
+//! carries a storm of joins in one message.
+//!
+//! Clients see the roster's own version, which follows the store's one for one but never
+//! goes down: after a store lost its data and counts again from 1, or after a change only
+//! this instance made (while the store was away, or a kept entry expiring), it still
+//! grows, so a client can always tell newer from older. No sockets, no clocks, no I/O: all of it
 //! is tested directly, including a property test that the diff stream applied to the
 //! first snapshot always reproduces the latest one.
 
@@ -110,8 +115,26 @@ impl Member {
 #[derive(Clone, Debug)]
 pub struct Roster {
     room: RoomId,
+    /// What clients are told: one more with every visible step, never less.
     version: u64,
+    /// The store version applied last: store changes apply in this order.
+    store_version: u64,
     members: HashMap<Id, Member>,
+}
+
+/// Entries of other instances that a [`Roster::replace`] kept although the store no
+/// longer has them (see [`Keep::Others`]).
+pub type Kept = Vec<(InstanceId, Id)>;
+
+/// What [`Roster::replace`] does with entries the new state lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep<'a> {
+    /// The state is the whole truth: drop them.
+    Nothing,
+    /// The store may have lost them (it restarted, or came back from an outage): keep the
+    /// entries of every instance but this one until their instance had time to write them
+    /// again. This instance's own entries are its own to know.
+    Others(&'a InstanceId),
 }
 
 impl Roster {
@@ -119,13 +142,14 @@ impl Roster {
         Roster {
             room,
             version: 0,
+            store_version: 0,
             members: HashMap::new(),
         }
     }
 
     pub fn from_state(room: RoomId, state: RoomState) -> Roster {
         let mut roster = Roster::new(room);
-        roster.replace(state, &mut Span::new(0));
+        roster.replace(state, &mut Span::new(0), Keep::Nothing);
         roster
     }
 
@@ -133,8 +157,14 @@ impl Roster {
         &self.room
     }
 
+    /// The version clients hold once told of this roster.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The store version this roster has applied.
+    pub fn store_version(&self) -> u64 {
+        self.store_version
     }
 
     /// Number of members (presence ids), not sockets.
@@ -153,24 +183,43 @@ impl Roster {
     /// Apply `change` if it is the next version, noting in `span` how touched members
     /// looked before.
     pub fn apply(&mut self, change: &Change, span: &mut Span) -> Applied {
-        if change.version <= self.version {
+        if change.version <= self.store_version {
             return Applied::Stale;
         }
-        if change.version != self.version + 1 {
+        if change.version != self.store_version + 1 {
             return Applied::Gap;
         }
-        for op in &change.ops {
+        self.apply_ops(&change.ops, change.version, span);
+        self.store_version = change.version;
+        self.version += 1;
+        Applied::Applied
+    }
+
+    /// Apply ops the store has not made (it is away, or a kept entry ran out): one step
+    /// for clients, none for the store version.
+    pub fn apply_local(&mut self, ops: &[Op], span: &mut Span) {
+        self.apply_ops(ops, self.store_version, span);
+        self.version += 1;
+    }
+
+    fn apply_ops(&mut self, ops: &[Op], stamp: u64, span: &mut Span) {
+        for op in ops {
             match op {
                 Op::Upsert {
                     instance,
                     id,
                     entry,
-                } => self.upsert(instance, id, entry.clone(), change.version, span),
+                } => self.upsert(instance, id, entry.clone(), stamp, span),
                 Op::Remove { instance, id } => self.remove(instance, id, span),
             }
         }
-        self.version = change.version;
-        Applied::Applied
+    }
+
+    /// Does this roster hold `instance`'s entry for `id`?
+    pub fn holds(&self, instance: &InstanceId, id: &Id) -> bool {
+        self.members
+            .get(id)
+            .is_some_and(|m| m.entries.iter().any(|e| e.0 == *instance))
     }
 
     fn upsert(
@@ -217,11 +266,11 @@ impl Roster {
     }
 
     /// Replace everything with a state read from the store (on a gap, a resubscribe or a
-    /// reconnect). The version may even go down, after a store that lost its data.
-    pub fn replace(&mut self, state: RoomState, span: &mut Span) {
-        for (id, member) in &self.members {
-            span.note(id, Some(&member.user));
-        }
+    /// reconnect). The store version may even go down, after a store that lost its data;
+    /// the client version still goes up when anything visible changed or the store
+    /// version moved. Entries the state lacks are kept as `keep` says; the kept ones are
+    /// returned.
+    pub fn replace(&mut self, state: RoomState, span: &mut Span, keep: Keep<'_>) -> Kept {
         let mut grouped: HashMap<Id, Vec<(InstanceId, Entry, u64)>> = HashMap::new();
         for s in state.entries {
             grouped
@@ -229,17 +278,49 @@ impl Roster {
                 .or_default()
                 .push((s.instance, s.entry, s.stamp));
         }
+        let mut kept = Kept::new();
+        if let Keep::Others(me) = keep {
+            for (id, member) in &self.members {
+                for (instance, entry, stamp) in &member.entries {
+                    if instance == me {
+                        continue;
+                    }
+                    let entries = grouped.entry(id.clone()).or_default();
+                    if !entries.iter().any(|e| e.0 == *instance) {
+                        entries.push((instance.clone(), entry.clone(), *stamp));
+                        kept.push((instance.clone(), id.clone()));
+                    }
+                }
+            }
+        }
+        let before = std::mem::take(&mut self.members);
+        let mut changed = false;
         self.members = grouped
             .into_iter()
             .map(|(id, mut entries)| {
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
                 entries.dedup_by(|a, b| a.0 == b.0);
-                span.note(&id, None);
                 let user = Member::merge(&id, &entries);
+                let was = before.get(&id).map(|m| &m.user);
+                if was != Some(&user) {
+                    span.note(&id, was);
+                    changed = true;
+                }
                 (id, Member { entries, user })
             })
             .collect();
-        self.version = state.version;
+        for (id, member) in &before {
+            if !self.members.contains_key(id) {
+                span.note(id, Some(&member.user));
+                changed = true;
+            }
+        }
+        if changed || state.version != self.store_version {
+            let offset = self.version.saturating_sub(self.store_version);
+            self.version = (state.version + offset).max(self.version + 1);
+        }
+        self.store_version = state.version;
+        kept
     }
 
     /// Members in display order: by arrival, then id.
@@ -278,7 +359,7 @@ impl Roster {
             .collect();
         entries.sort_by(|a, b| (&a.id, &a.instance).cmp(&(&b.id, &b.instance)));
         RoomState {
-            version: self.version,
+            version: self.store_version,
             entries,
         }
     }
@@ -527,12 +608,76 @@ mod tests {
         truth.apply(&up(1, "a", "y", entry("Y2", 1, 1)), &mut ts);
         truth.apply(&up(2, "b", "z", entry("Z", 1, 1)), &mut ts);
         truth.apply(&up(3, "b", "w", entry("W", 1, 1)), &mut ts);
-        r.replace(truth.state(), &mut s);
+        r.replace(truth.state(), &mut s, Keep::Nothing);
         let d = s.take(&r).unwrap();
         assert_eq!((d.prev, d.version), (2, 3));
         assert_eq!(d.left, vec![Id::from("x")]);
         assert_eq!(d.joined.len(), 2);
         assert_eq!(d.updated[0].hints.name.as_deref(), Some("Y2"));
+    }
+
+    #[test]
+    fn client_versions_never_go_down() {
+        let mut r = Roster::new(room());
+        let mut s = Span::new(0);
+        for v in 1..=5 {
+            r.apply(&up(v, "a", &format!("x{v}"), entry("X", 1, 1)), &mut s);
+        }
+        assert_eq!((r.version(), r.store_version()), (5, 5));
+        // A change only this instance knows of: clients step, the store does not.
+        r.apply_local(
+            &[Op::Remove {
+                instance: "a".into(),
+                id: "x1".into(),
+            }],
+            &mut s,
+        );
+        assert_eq!((r.version(), r.store_version()), (6, 5));
+        assert_eq!(
+            r.apply(&up(6, "a", "y", entry("Y", 1, 1)), &mut s),
+            Applied::Applied
+        );
+        assert_eq!((r.version(), r.store_version()), (7, 6));
+        // The store lost the room and counts again from 1: clients still go up.
+        let mut fresh = Roster::new(room());
+        fresh.apply(&up(1, "a", "y", entry("Y", 1, 1)), &mut Span::new(0));
+        r.replace(fresh.state(), &mut s, Keep::Nothing);
+        assert_eq!((r.version(), r.store_version()), (8, 1));
+        assert_eq!(
+            r.apply(&up(2, "a", "z", entry("Z", 1, 1)), &mut s),
+            Applied::Applied
+        );
+        assert_eq!(r.version(), 9);
+        // Re-reading the same state changes nothing at all.
+        r.replace(r.state(), &mut s, Keep::Nothing);
+        assert_eq!((r.version(), r.store_version()), (9, 2));
+    }
+
+    #[test]
+    fn a_replace_may_keep_the_entries_of_other_instances() {
+        let mut r = Roster::new(room());
+        let mut s = Span::new(0);
+        r.apply(&up(1, "me", "mine", entry("M", 1, 1)), &mut s);
+        r.apply(&up(2, "other", "theirs", entry("T", 1, 2)), &mut s);
+        r.apply(&up(3, "me", "both", entry("B", 1, 3)), &mut s);
+        r.apply(&up(4, "other", "both", entry("B", 2, 3)), &mut s);
+        s.take(&r);
+        // The store came back empty but for one entry of ours.
+        let mut fresh = Roster::new(room());
+        fresh.apply(&up(1, "me", "both", entry("B", 1, 3)), &mut Span::new(0));
+        let kept = r.replace(fresh.state(), &mut s, Keep::Others(&"me".into()));
+        let mut kept_ids: Vec<_> = kept.iter().map(|(i, id)| format!("{i}|{id}")).collect();
+        kept_ids.sort();
+        assert_eq!(kept_ids, ["other|both", "other|theirs"]);
+        // Our own lost entry goes; the others stay as they were.
+        let d = s.take(&r).unwrap();
+        assert_eq!(d.left, vec![Id::from("mine")]);
+        assert!(d.joined.is_empty() && d.updated.is_empty(), "{d:?}");
+        assert_eq!(r.user("both").unwrap().tabs, 3);
+        assert!(r.holds(&"other".into(), &"theirs".into()));
+        // Their instance writes them again: nothing visible changes.
+        r.apply(&up(2, "other", "theirs", entry("T", 1, 2)), &mut s);
+        assert!(s.take(&r).is_none());
     }
 
     /// A random store mutation on a small space of instances and ids.

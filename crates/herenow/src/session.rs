@@ -13,11 +13,12 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::config::Config;
 use crate::hub::{Hub, Leave, Membership};
-use crate::metrics::{CloseReason, Metrics};
+use crate::metrics::Metrics;
 use crate::outbox::{Kind, Next, Outbox};
+use crate::protocol::close::{self, ServerClose};
 use crate::protocol::{
-    close, decode, encode, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson, Rejection,
-    RoomId, ServerMsg, TYPING_EVENT,
+    decode, encode, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson, Rejection, RoomId,
+    ServerMsg, TYPING_EVENT,
 };
 use crate::rate::TokenBucket;
 use crate::ws::{self, CloseCode, CloseFrame, Message, Socket, Utf8Bytes};
@@ -60,8 +61,8 @@ impl SessionSettings {
 enum Exit {
     /// The client closed, or the connection dropped: leave as `Leave` says.
     Gone(Leave),
-    /// The server closes the socket with this code and reason.
-    Close(u16, &'static str, Leave, CloseReason),
+    /// The server closes the socket as this says.
+    Close(ServerClose, Leave),
 }
 
 /// Counts the open socket for as long as the session runs.
@@ -102,6 +103,7 @@ async fn serve(
     settings: Arc<SessionSettings>,
 ) {
     let _gauge = SocketGauge::new(hub.metrics());
+    let metrics = hub.metrics().clone();
     let outbox = Arc::new(Outbox::new(settings.outbox_bytes));
     let mut reader = Reader {
         metrics: hub.metrics().clone(),
@@ -117,7 +119,7 @@ async fn serve(
         last_inbound: Instant::now(),
     };
     let mut stream = stream;
-    let writer = write_loop(sink, &outbox, reader.settings.ping);
+    let writer = write_loop(sink, &outbox, reader.settings.ping, &metrics);
     tokio::pin!(writer);
     let exit = tokio::select! {
         // The writer ends when the peer is gone or the outbox closed the socket (1013
@@ -128,9 +130,8 @@ async fn serve(
     // The paths below run once per socket: boxed, they cost nothing while it idles.
     let leave = match exit {
         Exit::Gone(leave) => leave,
-        Exit::Close(code, reason, leave, why) => {
-            reader.metrics.closed(why);
-            outbox.close(code, reason);
+        Exit::Close(why, leave) => {
+            outbox.close(why);
             Box::pin(closing_handshake(writer, stream)).await;
             leave
         }
@@ -156,7 +157,14 @@ async fn closing_handshake(
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async { tokio::join!(writer, drain) }).await;
 }
 
-async fn write_loop(mut sink: SplitSink<Socket, Message>, outbox: &Outbox, ping: Duration) {
+/// Writes what the outbox hands over, and protocol pings. Every server close passes
+/// here, whoever decided it, so this is where closes are counted.
+async fn write_loop(
+    mut sink: SplitSink<Socket, Message>,
+    outbox: &Outbox,
+    ping: Duration,
+    metrics: &Metrics,
+) {
     let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
     loop {
         // The writes are boxed: an idle socket's task holds only the two waits.
@@ -175,8 +183,9 @@ async fn write_loop(mut sink: SplitSink<Socket, Message>, outbox: &Outbox, ping:
                         return;
                     }
                 }
-                Next::Close(code, reason) => {
-                    let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason.into_owned()) };
+                Next::Close(why) => {
+                    metrics.closed(why);
+                    let frame = CloseFrame { code: CloseCode::from(why.code()), reason: Utf8Bytes::from_static(why.reason()) };
                     let close = sink.send(Message::Close(Some(frame)));
                     let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, close)).await;
                     return;
@@ -260,9 +269,9 @@ impl Reader {
                 }
                 () = sleep_until(deadline) => {
                     return if self.membership.is_none() && Instant::now() >= hello_deadline {
-                        Exit::Close(close::POLICY, "no valid hello", Leave::Now, CloseReason::Policy)
+                        Exit::Close(ServerClose::NoHello, Leave::Now)
                     } else {
-                        Exit::Close(1001, "stale: no frame received", Leave::Now, CloseReason::Stale)
+                        Exit::Close(ServerClose::Stale, Leave::Now)
                     };
                 }
                 () = sleep_until(typing_at.unwrap_or(deadline)), if typing_at.is_some() => {
@@ -296,12 +305,7 @@ impl Reader {
                 ));
             }
             if self.rejected > self.settings.rate_burst {
-                return Some(Exit::Close(
-                    close::POLICY,
-                    "rate limit exceeded",
-                    Leave::Now,
-                    CloseReason::Policy,
-                ));
+                return Some(Exit::Close(ServerClose::RateLimited, Leave::Now));
             }
             return None;
         }
@@ -323,12 +327,7 @@ impl Reader {
         if let Err(rejection) = self.on_msg(msg).await {
             self.reject(&rejection);
             if rejection.code == ErrorCode::RoomFull {
-                return Some(Exit::Close(
-                    close::TRY_AGAIN,
-                    "room is full",
-                    Leave::Now,
-                    CloseReason::Policy,
-                ));
+                return Some(Exit::Close(ServerClose::RoomFull, Leave::Now));
             }
         }
         None
@@ -419,12 +418,7 @@ impl Reader {
 }
 
 fn too_big() -> Exit {
-    Exit::Close(
-        close::TOO_BIG,
-        "frame too large",
-        Leave::Now,
-        CloseReason::TooBig,
-    )
+    Exit::Close(ServerClose::TooBig, Leave::Now)
 }
 
 /// Did the WebSocket layer refuse a frame over its (hard) size limit?

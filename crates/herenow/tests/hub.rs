@@ -1,5 +1,5 @@
-//! The hub without sockets, on paused time: grace windows and broadcast throttling with
-//! the default timings, exactly, in no real time at all.
+//! The hub without sockets, on paused time: grace windows with the default timings and
+//! the fan-out budget, exactly, in no real time at all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,23 +8,25 @@ use herenow::config::Config;
 use herenow::hub::{Hub, HubSettings, Leave, Membership};
 use herenow::metrics::Metrics;
 use herenow::outbox::{Next, Outbox};
-use herenow::protocol::{Join, Proto, RawJson, RoomId, ServerMsg, UserHints};
+use herenow::protocol::{Join, Proto, RawJson, Role, RoomId, ServerMsg, UserHints};
 use herenow::store::memory::MemoryStore;
 
 fn hub() -> Arc<Hub> {
+    hub_with(HubSettings::from_config(&Config::defaults()))
+}
+
+fn hub_with(settings: HubSettings) -> Arc<Hub> {
     let config = Config::defaults();
     let store = Arc::new(MemoryStore::new("solo".into(), config.stale()));
-    Hub::new(
-        store,
-        HubSettings::from_config(&config),
-        Arc::new(Metrics::default()),
-    )
+    Hub::new(store, settings, Arc::new(Metrics::default()))
 }
 
 fn join_msg(id: &str) -> Join {
     Join {
         id: id.into(),
+        tab: id.into(),
         proto: Proto::V2,
+        role: Role::Member,
         user: UserHints::default(),
         state: RawJson::empty_object(),
     }
@@ -104,26 +106,49 @@ async fn leave_now_skips_the_grace_window() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_storm_goes_out_as_ten_broadcasts_then_one_per_interval() {
-    let hub = hub();
+async fn a_storm_goes_out_at_once_until_the_budget_is_spent_then_merges() {
+    let mut settings = HubSettings::from_config(&Config::defaults());
+    settings.broadcast_frames = 100;
+    let hub = hub_with(settings);
     let (_watcher, seen) = join(&hub, "watcher").await;
     drain(&seen).await;
     let mut members = Vec::new();
-    for i in 0..100 {
+    for i in 0..30 {
         members.push(join(&hub, &format!("m{i}")).await);
     }
-    // Time stands still: the first ten changes went out at once, the rest wait.
+    // Time stands still, so everything falls in one interval. The watcher's snapshot
+    // and, for the k-th join, its snapshot and a diff to the k sockets before it: after
+    // 12 joins 91 frames are written, the 13th takes it past 100, and from the 14th on
+    // the room merges.
     let now = drain(&seen).await;
-    assert_eq!(now.len(), 10, "burst");
+    assert_eq!(now.len(), 13, "at once while the instance has budget");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let merged = drain(&seen).await;
-    assert_eq!(merged.len(), 1, "one merged broadcast per interval");
+    assert_eq!(
+        merged.len(),
+        1,
+        "one merged broadcast at the interval's end"
+    );
     let ServerMsg::Diff(d) = &merged[0] else {
         panic!("{merged:?}")
     };
-    assert_eq!(d.joined.len(), 90);
+    assert_eq!(d.joined.len(), 17);
     // A quiet interval later, a change goes out at once again.
     tokio::time::sleep(Duration::from_millis(300)).await;
     members.push(join(&hub, "late").await);
     assert_eq!(drain(&seen).await.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_budget_sends_a_meeting_start_at_once() {
+    // A hundred people joining one room within an instant: 5,150 frames, about the
+    // default budget, so all but the last few go out at once.
+    let hub = hub();
+    let (_watcher, seen) = join(&hub, "watcher").await;
+    drain(&seen).await;
+    let mut members = Vec::new();
+    for i in 0..90 {
+        members.push(join(&hub, &format!("m{i}")).await);
+    }
+    assert_eq!(drain(&seen).await.len(), 90);
 }

@@ -375,6 +375,9 @@ async fn bad_input_gets_its_answer_and_disturbs_nobody() {
 async fn a_join_storm_is_merged_not_squared() {
     let mut config = test_config();
     config.broadcast_interval_ms = 100;
+    // The instance's budget, small enough for 60 joins to exceed it (the default lets a
+    // meeting of a hundred start at once).
+    config.broadcast_frames = Some(200);
     let s = TestServer::start(config).await;
     let url = s.ws_url("storm");
     let mut observer = TestClient::join(&url, "observer", 1).await;

@@ -239,6 +239,35 @@ async fn upsert_and_remove_bump_the_version_by_one(b: Backend) {
     );
 }
 
+async fn a_batch_of_writes_is_one_change(b: Backend) {
+    let a = b.store("a");
+    let r = room("batch");
+    // Removals alone in an unknown room: nothing, and no key.
+    assert_eq!(a.write(&r, &[(id("ghost"), None)]).await.unwrap(), None);
+    assert_eq!(a.snapshot(&r).await.unwrap().version, 0);
+    a.upsert(&r, &id("x"), &entry("X", 1)).await.unwrap();
+    let batch = [
+        (id("x"), None),
+        (id("y"), Some(entry("Y", 1))),
+        (id("absent"), None),
+        (id("z"), Some(entry("Z", 2))),
+    ];
+    let c = a.write(&r, &batch).await.unwrap().expect("a change");
+    assert_eq!(c.version, 2, "one version for the whole batch");
+    assert_eq!(
+        removed(&c),
+        pairs(&[("a", "x")]),
+        "an absent entry is no op"
+    );
+    assert_eq!(upserted(&c), pairs(&[("a", "y"), ("a", "z")]));
+    let state = a.snapshot(&r).await.unwrap();
+    assert_eq!(state.version, 2);
+    let mut ids: Vec<&str> = state.entries.iter().map(|s| &*s.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["y", "z"]);
+    assert!(state.entries.iter().all(|s| s.stamp == 2));
+}
+
 async fn entries_are_per_instance(b: Backend) {
     let (a, c) = (b.store("a"), b.store("c"));
     let r = room("two-instances");
@@ -490,6 +519,7 @@ macro_rules! suite {
 suite!(
     unknown_room_is_empty_at_version_0,
     upsert_and_remove_bump_the_version_by_one,
+    a_batch_of_writes_is_one_change,
     entries_are_per_instance,
     register_makes_this_instances_entries_exact,
     an_empty_room_leaves_nothing_behind,

@@ -146,35 +146,38 @@ impl PresenceStore for MemoryStore {
             .take()
     }
 
-    async fn upsert(&self, room: &RoomId, id: &Id, entry: &Entry) -> Result<Change, StoreError> {
+    async fn write(
+        &self,
+        room: &RoomId,
+        entries: &[(Id, Option<Entry>)],
+    ) -> Result<Option<Change>, StoreError> {
         let mut b = self.backend.lock();
-        self.touch(b.rooms.entry(room.clone()).or_default());
-        let op = Op::Upsert {
-            instance: self.instance.clone(),
-            id: id.clone(),
-            entry: entry.clone(),
-        };
-        Ok(b.commit(room, vec![op])
-            .expect("an upsert always changes the room"))
-    }
-
-    async fn remove(&self, room: &RoomId, id: &Id) -> Result<Option<Change>, StoreError> {
-        let mut b = self.backend.lock();
-        let Some(data) = b.rooms.get_mut(room) else {
-            return Ok(None);
-        };
-        self.touch(data);
-        if !data
-            .entries
-            .contains_key(&(self.instance.clone(), id.clone()))
-        {
+        if entries.iter().all(|(_, e)| e.is_none()) && !b.rooms.contains_key(room) {
             return Ok(None);
         }
-        let op = Op::Remove {
-            instance: self.instance.clone(),
-            id: id.clone(),
-        };
-        Ok(b.commit(room, vec![op]))
+        let data = b.rooms.entry(room.clone()).or_default();
+        self.touch(data);
+        let ops: Vec<Op> = entries
+            .iter()
+            .filter_map(|(id, entry)| match entry {
+                Some(entry) => Some(Op::Upsert {
+                    instance: self.instance.clone(),
+                    id: id.clone(),
+                    entry: entry.clone(),
+                }),
+                None => data
+                    .entries
+                    .contains_key(&(self.instance.clone(), id.clone()))
+                    .then(|| Op::Remove {
+                        instance: self.instance.clone(),
+                        id: id.clone(),
+                    }),
+            })
+            .collect();
+        if ops.is_empty() && data.entries.is_empty() {
+            b.rooms.remove(room);
+        }
+        Ok(b.commit(room, ops))
     }
 
     async fn register(

@@ -7,6 +7,7 @@
 //! runs against every store.
 
 pub mod memory;
+pub mod metered;
 pub mod redis;
 
 use std::fmt;
@@ -91,11 +92,27 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// The feed of changes and events for watched rooms; the hub takes it once.
     fn take_feed(&self) -> Option<FeedReceiver>;
 
+    /// Write several of this instance's entries in `room` as one change: `Some` writes
+    /// (insert or replace: always a change), `None` removes (an absent entry is none).
+    /// `None` when nothing changed. A burst of joins to one room is one call and one
+    /// change, not one per join.
+    async fn write(
+        &self,
+        room: &RoomId,
+        entries: &[(Id, Option<Entry>)],
+    ) -> Result<Option<Change>, StoreError>;
+
     /// Write this instance's entry for `id` in `room`.
-    async fn upsert(&self, room: &RoomId, id: &Id, entry: &Entry) -> Result<Change, StoreError>;
+    async fn upsert(&self, room: &RoomId, id: &Id, entry: &Entry) -> Result<Change, StoreError> {
+        self.write(room, &[(id.clone(), Some(entry.clone()))])
+            .await?
+            .ok_or_else(|| StoreError::Protocol("an upsert changed nothing".into()))
+    }
 
     /// Remove this instance's entry for `id` in `room`.
-    async fn remove(&self, room: &RoomId, id: &Id) -> Result<Option<Change>, StoreError>;
+    async fn remove(&self, room: &RoomId, id: &Id) -> Result<Option<Change>, StoreError> {
+        self.write(room, &[(id.clone(), None)]).await
+    }
 
     /// Make this instance's entries in `room` exactly `entries` (after a reconnect: what
     /// the store may have lost, or still holds from before, is set right in one change).

@@ -300,6 +300,11 @@ impl RedisCluster {
         for node in &mut self.nodes {
             node.restart();
         }
+        self.wait_ok();
+    }
+
+    /// Wait until every node says the cluster is ok (after a node restarted).
+    pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.is_ok() {
             assert!(Instant::now() < deadline, "the cluster never recovered");

@@ -1,4 +1,4 @@
--- Prelude of every room script (prepended to upsert/remove/register/touch.lua), so all of
+-- Prelude of every room script (prepended to write/register/touch.lua), so all of
 -- them read their keys and common arguments the same way.
 --
 -- KEYS[1] <prefix>:{room}:online   sorted set, member "<instance>|<id>", score = server ms

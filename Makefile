@@ -13,15 +13,21 @@ BIN_RELEASE := $(CARGO_TARGET_DIR)/release/herenow
 DEMO_DIST := apps/demo/dist
 
 .PHONY: run dev test lint test-rust test-web test-e2e test-packages consumer-locks bench bench-smoke \
+        test-vercel test-vercel-build test-vercel-dev \
         deps-redis deps-chromium web-install web-build build-debug build-release
+
+# Tests and benchmarks never read a developer's .env.local / .env (it may hold a pulled
+# production REDIS_URL): every target below, and what it runs, has HERENOW_DOTENV=0.
+test lint test-rust test-web test-e2e test-packages consumer-locks test-vercel \
+test-vercel-build test-vercel-dev bench bench-smoke: export HERENOW_DOTENV = 0
 
 ## make run: the demo and the WebSocket on one port (memory store), http://localhost:$(PORT)/rooms/lobby
 run: build-release web-build
 	@echo "herenow on http://localhost:$(PORT)/rooms/lobby"
 	PORT=$(PORT) STATIC_DIR=$(DEMO_DIST) $(BIN_RELEASE)
 
-## make test: formatting, lints and every test (Rust, Redis, web, end to end, npm packages, bench smoke)
-test: lint test-rust test-web test-e2e test-packages bench-smoke
+## make test: formatting, lints and every test (Rust, Redis, web, end to end, npm packages, Vercel, bench smoke)
+test: lint test-rust test-web test-e2e test-packages test-vercel bench-smoke
 	@echo "make test: all green"
 
 lint:
@@ -66,6 +72,35 @@ test-packages: web-install build-debug deps-chromium
 # to the packages' dependencies) by running test-packages with `npm install`.
 consumer-locks: web-install build-debug deps-chromium
 	UPDATE_CONSUMER_LOCKS=1 HERENOW_BIN=$(BIN_DEBUG) CHROMIUM_BIN=/usr/bin/chromium npm run packages --workspace e2e
+
+# ---- Vercel (vercel.json; the CLI is the exact devDependency `vercel`) ----------------
+# Both run offline (only the npm registry is reached, by npm ci). The CLI's telemetry is
+# off. Its Rust builder cross-compiles with `cargo zigbuild` unless VERCEL_BUILD_IMAGE is
+# set, which it reads as "building on Vercel's own image" and then runs plain
+# `cargo build --release` (@vercel/rust's source; not documented). The function binary is
+# built into CARGO_TARGET_DIR, shared with every other build here, so a second
+# `make test` (or `make run` after it) recompiles nothing it does not have to; the first
+# costs one release build of the server (about 4 minutes on 2 cores). The builder also
+# runs `rustup -V` and, when it fails, tries to download rustup: Rust must come from
+# rustup (as it does on CI and on Vercel), not from Debian's rustc package.
+VERCEL := VERCEL_TELEMETRY_DISABLED=1 VERCEL_BUILD_IMAGE=1 npx --no-install vercel
+
+test-vercel: test-vercel-build test-vercel-dev
+
+# `vercel build` needs a linked project; a hand-written .vercel/project.json stands in
+# for `vercel link` (which needs an account). It is removed again: `vercel dev -L` must run
+# without one.
+test-vercel-build: web-install
+	@mkdir -p .vercel && rm -rf .vercel/output
+	echo '{"projectId":"x","orgId":"y","settings":{}}' > .vercel/project.json
+	$(VERCEL) build --yes; status=$$?; rm -f .vercel/project.json; exit $$status
+	npm run e2e:vercel-output
+
+# `vercel dev -L` builds and runs both services (Vite, and the Rust function in debug) and
+# routes between them as vercel.json says; chromium checks the demo end to end through it.
+test-vercel-dev: web-install deps-chromium
+	@rm -f .vercel/project.json
+	CHROMIUM_BIN=/usr/bin/chromium npm run e2e:vercel-dev
 
 ## make dev: herenow on :3000 plus Vite with hot reload on :5173 (proxying /server)
 dev: build-debug web-install

@@ -1,66 +1,19 @@
 // @herenow/client in Node (the `ws` package as its WebSocket) against the real binary:
 // the protocol as the server really speaks it, without a browser in between.
-import { PresenceClient, type ClientEnvironment, type PresenceSnapshot, type SocketConstructor } from "@herenow/client";
-import WebSocket from "ws";
+import type { PresenceClient } from "@herenow/client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { names, nodeClient, until } from "./lib/node-client";
 import { freePort, startHerenow, TEST_GRACE_MS, type Herenow } from "./lib/process";
-
-const node: ClientEnvironment = {
-  location: null,
-  sessionStorage: null,
-  broadcastChannel: null,
-  document: null,
-  window: null,
-};
 
 let server: Herenow;
 let port: number;
 const clients: PresenceClient[] = [];
 
 function join(room: string, id: string, name: string): PresenceClient {
-  const client = new PresenceClient({
-    room,
-    url: `http://127.0.0.1:${port}`,
-    tabId: id,
-    user: { name },
-    WebSocket: WebSocket as unknown as SocketConstructor,
-    environment: node,
-  });
+  const client = nodeClient(`http://127.0.0.1:${port}`, room, id, name);
   clients.push(client);
-  client.connect();
   return client;
 }
-
-/** Resolves when `ok` holds for the client's snapshot; fails after `timeoutMs` with what it saw. */
-function until(
-  client: PresenceClient,
-  ok: (s: PresenceSnapshot) => boolean,
-  timeoutMs = 3000,
-): Promise<PresenceSnapshot> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      const s = client.getSnapshot();
-      if (!ok(s)) return false;
-      clearTimeout(timer);
-      unsubscribe();
-      resolve(s);
-      return true;
-    };
-    const timer = setTimeout(() => {
-      unsubscribe();
-      const s = client.getSnapshot();
-      reject(
-        new Error(
-          `timed out: status ${s.status}, users ${s.users.map((u) => u.name ?? u.id).join(",")}, typing ${s.typing.length}, error ${JSON.stringify(s.error)}`,
-        ),
-      );
-    }, timeoutMs);
-    const unsubscribe = client.subscribe(check);
-    check();
-  });
-}
-
-const names = (s: PresenceSnapshot) => s.users.map((u) => u.name).join(",");
 
 beforeAll(async () => {
   port = await freePort();

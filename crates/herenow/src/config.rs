@@ -1,13 +1,21 @@
 //! Every setting, from flags or the environment, with its default and the reason for it.
-//! `herenow --help` lists them all; the README's table is the same list.
+//! `herenow --help` lists them all; the README's table is the same list. Also the
+//! command line around them ([`Cli`]: `herenow` serves, `herenow <command>` runs a tool)
+//! and the env files read at start ([`load_env_files`]).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthMode, AuthSettings, Role, MIN_SECRET_BYTES};
+
+/// Env files read at start from the working directory, first one first: `.env.local` is
+/// what `vercel env pull` writes; a variable already set (by the shell, the platform or
+/// an earlier file) is never overridden.
+pub const ENV_FILES: [&str; 2] = [".env.local", ".env"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -23,6 +31,102 @@ pub const DEFAULT_SOCKETS_PER_IP: u32 = 100;
 /// `HANDSHAKES_PER_IP_PER_SEC` unless AUTH=off: a burst of 40 covers a browser restoring
 /// every tab at once; a reconnect loop or a scan does not get further.
 pub const DEFAULT_HANDSHAKES_PER_IP_PER_SEC: u32 = 20;
+
+impl LogFormat {
+    /// Install the global log subscriber (filter from `RUST_LOG`, `info` by default), on
+    /// stderr: stdout carries the one listening line, whatever is logged before it.
+    pub fn init(self) {
+        use tracing_subscriber::EnvFilter;
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        match self {
+            LogFormat::Pretty => tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .init(),
+            LogFormat::Json => tracing_subscriber::fmt()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .init(),
+        }
+    }
+}
+
+/// The command line: `herenow` alone serves with [`Config`]'s settings (flags or
+/// environment, the same ones for every command); `herenow <command>` runs a tool.
+#[derive(Debug, Parser)]
+#[command(name = "herenow", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+impl Cli {
+    /// Parse `args` ignoring the environment, like [`Config::parse_from_env_free`].
+    pub fn parse_from_env_free<I, T>(args: I) -> Cli
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::try_parse_from_env_free(args).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_from_env_free`] returning clap's error instead of exiting.
+    pub fn try_parse_from_env_free<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = without_env(Cli::command()).try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+}
+
+/// `cmd` with no argument read from the environment, its subcommands' included.
+fn without_env(mut cmd: clap::Command) -> clap::Command {
+    let ids: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    for id in ids {
+        cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
+    }
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subs {
+        cmd = cmd.mut_subcommand(name, without_env);
+    }
+    cmd
+}
+
+/// The tools besides serving.
+#[derive(Clone, Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 if the server at HOST:PORT (the server's own settings: environment, or
+    /// flags before `healthcheck`) answers /server/healthz, else print why and exit 1: a
+    /// container's HEALTHCHECK (slim images have no curl).
+    Healthcheck(HealthcheckArgs),
+    /// Print an HS256 token signed with AUTH_SECRET (development and tests).
+    Token(TokenArgs),
+}
+
+/// `herenow healthcheck`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The URL to check (http only). Default: http://HOST:PORT/server/healthz, with an
+    /// unspecified HOST (0.0.0.0, ::) read as this machine's loopback.
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// How long the whole check may take before it counts as failed.
+    #[arg(long, default_value_t = 2_000)]
+    pub timeout_ms: u64,
+}
 
 /// herenow: room presence over WebSockets (who is on this page right now).
 #[derive(Clone, Debug, Parser)]
@@ -226,15 +330,18 @@ pub struct Config {
     #[arg(long, env = "DEV_TOKENS_I_KNOW", default_value_t = false)]
     pub dev_tokens_i_know: bool,
 
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
+    /// Read .env.local, then .env, from the working directory at start, without
+    /// overriding variables already set (as `vercel env pull` writes them). `make test`
+    /// and `make bench` turn it off, so a pulled production REDIS_URL never reaches a test.
+    #[arg(long, env = "HERENOW_DOTENV", default_value_t = true, action = ArgAction::Set,
+          value_parser = BoolishValueParser::new(), value_name = "BOOL", hide_possible_values = true)]
+    pub dotenv: bool,
 
-/// Commands besides serving (`herenow` alone serves).
-#[derive(Clone, Debug, Subcommand)]
-pub enum Command {
-    /// Print an HS256 token signed with AUTH_SECRET (development and tests).
-    Token(TokenArgs),
+    /// Set by Vercel on its functions (not by you). Without REDIS_URL there, every
+    /// function instance keeps rooms of its own: warned at start and in /server/readyz.
+    #[arg(long, env = "VERCEL", default_value_t = false, value_name = "BOOL",
+          action = ArgAction::Set, value_parser = BoolishValueParser::new(), hide_possible_values = true)]
+    pub vercel: bool,
 }
 
 /// `herenow token --sub ada --name Ada --rooms 'design-*' --ttl 1h`
@@ -318,15 +425,7 @@ impl Config {
         T: Into<std::ffi::OsString> + Clone,
     {
         use clap::{CommandFactory, FromArgMatches};
-        let mut cmd = Config::command();
-        let ids: Vec<String> = cmd
-            .get_arguments()
-            .map(|a| a.get_id().to_string())
-            .collect();
-        for id in ids {
-            cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
-        }
-        let matches = cmd.get_matches_from(args);
+        let matches = without_env(Config::command()).get_matches_from(args);
         Config::from_arg_matches(&matches).expect("clap checked the arguments")
     }
 
@@ -418,7 +517,8 @@ impl Config {
             .map_or(default, |n| (n > 0).then_some(n))
     }
 
-    /// Settings that work but deserve a word in the log at start.
+    /// Settings that work but deserve a word, and deployments that work but not as one
+    /// would expect: said loudly at start and in `/server/readyz`, while they hold.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(burst) = self.broadcast_burst {
@@ -431,6 +531,15 @@ impl Config {
                     self.broadcast_frames()
                 ),
             });
+        }
+        if self.vercel && self.redis_url.is_none() {
+            out.push(
+                "VERCEL is set and REDIS_URL is not: each Vercel function instance keeps its \
+                 own rooms, so people whose sockets land on different instances do not see \
+                 each other. Add Redis to the project (Vercel Marketplace, e.g. Upstash) so \
+                 REDIS_URL is set."
+                    .to_string(),
+            );
         }
         out
     }
@@ -476,6 +585,34 @@ impl Config {
     }
 }
 
+/// An env file that exists but cannot be read or parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct EnvFileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: dotenvy::Error,
+}
+
+/// Read [`ENV_FILES`] from `dir` into the process environment, never overriding a
+/// variable already set. Returns the files read (missing ones are skipped). Call it
+/// before any thread reads the environment, i.e. before the runtime starts.
+pub fn load_env_files(dir: &Path) -> Result<Vec<PathBuf>, EnvFileError> {
+    let mut read = Vec::new();
+    for name in ENV_FILES {
+        let path = dir.join(name);
+        if !path.is_file() {
+            continue;
+        }
+        dotenvy::from_path(&path).map_err(|source| EnvFileError {
+            path: path.clone(),
+            source,
+        })?;
+        read.push(path);
+    }
+    Ok(read)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,7 +646,8 @@ mod tests {
         assert_eq!((c.auth_jwks_refresh_ms, c.auth_leeway_secs), (60_000, 30));
         assert_eq!((c.sockets_per_ip(), c.handshakes_per_ip()), (None, None));
         assert!(c.admin_token.is_none() && c.metrics_addr.is_none() && !c.dev_tokens);
-        assert!(c.command.is_none());
+        assert!(c.dotenv && !c.vercel);
+        assert!(c.warnings().is_empty());
         c.check().unwrap();
         // A crashed instance is gone everywhere within 10 s by default.
         assert!(c.lease_ms + c.reap_ms <= 10_000);
@@ -621,7 +759,7 @@ mod tests {
 
     #[test]
     fn the_token_subcommand_and_ttls() {
-        let c = Config::parse_from_env_free([
+        let c = Cli::parse_from_env_free([
             "herenow",
             "token",
             "--sub",
@@ -649,5 +787,46 @@ mod tests {
         for bad in ["", "h", "1w", "0", "-1h", "1.5h"] {
             assert!(parse_ttl(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn vercel_without_redis_is_warned() {
+        let c = Config::parse_from_env_free(["herenow", "--vercel", "1"]);
+        assert_eq!(c.warnings().len(), 1);
+        assert!(c.warnings()[0].contains("REDIS_URL"));
+        let c = Config::parse_from_env_free([
+            "herenow",
+            "--vercel",
+            "true",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ]);
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn dotenv_takes_boolish_values() {
+        assert!(!Config::parse_from_env_free(["herenow", "--dotenv", "0"]).dotenv);
+        assert!(Config::parse_from_env_free(["herenow", "--dotenv", "yes"]).dotenv);
+    }
+
+    #[test]
+    fn no_command_serves_and_healthcheck_keeps_the_server_settings() {
+        let cli = Cli::parse_from_env_free(["herenow", "--port", "4000"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.config.port, 4000);
+        let cli = Cli::parse_from_env_free([
+            "herenow",
+            "--port",
+            "4001",
+            "healthcheck",
+            "--timeout-ms",
+            "500",
+        ]);
+        assert_eq!(cli.config.port, 4001);
+        let Some(Command::Healthcheck(args)) = cli.command else {
+            panic!("healthcheck expected")
+        };
+        assert_eq!((args.url, args.timeout_ms), (None, 500));
     }
 }

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::access::{parse_cidrs, Access, AddressLimits, Origins};
 use crate::auth::{AuthMode, Authenticator};
+use crate::capacity::Capacity;
 use crate::config::Config;
 use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ struct App {
     /// Metrics are served on METRICS_ADDR instead of /server/metrics.
     metrics_elsewhere: bool,
     dev_tokens: Option<Arc<DevTokens>>,
+    capacity: Arc<Capacity>,
+    warnings: Arc<[String]>,
 }
 
 /// Who may read the admin endpoints (`/server/rooms/:roomId`, `/server/metrics`).
@@ -92,76 +95,113 @@ struct DevTokens {
     audience: Option<String>,
 }
 
-/// Serve on an already-bound `listener` (tests bind port 0) until `shutdown` resolves,
-/// then close every socket with 1012 and return within the drain time. Redis settings
-/// that can never work fail the start ([`store::open`]; the error holds a
-/// [`store::redis::StartError`]).
-pub async fn serve(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let store = store::open(&config).await.map_err(std::io::Error::other)?;
-    serve_with_store(listener, config, store, shutdown).await
+/// The server without a listener: the router to mount wherever requests arrive (our own
+/// listener in [`serve`], the platform's runtime in the Vercel entry point), and
+/// [`Server::drain`] to call on shutdown.
+pub struct Server {
+    app: App,
+    static_dir: Option<PathBuf>,
+    drain: Duration,
+    metrics_addr: Option<SocketAddr>,
 }
 
-/// [`serve`] with a given store (tests share one memory backend between servers).
-pub async fn serve_with_store(
-    listener: TcpListener,
-    config: Config,
-    store: Arc<dyn PresenceStore>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    for warning in config.warnings() {
-        tracing::warn!("{warning}");
+impl Server {
+    /// Build the server for `config` with the store it names (`REDIS_URL`, or memory).
+    /// Redis settings that can never work, and settings that do not parse, fail it (the
+    /// error holds a [`store::redis::StartError`] for the former). Needs a running Tokio
+    /// runtime (the store and the hub start their tasks).
+    pub async fn from_config(config: &Config) -> std::io::Result<Server> {
+        let store = store::open(config).await.map_err(std::io::Error::other)?;
+        Server::with_store(config, store)
     }
-    let metrics = Arc::new(Metrics::default());
-    let hub = Hub::new(store, HubSettings::from_config(&config), metrics.clone());
-    let auth_off = config.auth == AuthMode::Off;
-    let access = Access {
-        origins: Origins::parse(config.allowed_origins.as_deref(), auth_off)
-            .map_err(std::io::Error::other)?,
-        trusted: parse_cidrs(&config.trusted_proxies).map_err(std::io::Error::other)?,
-        limits: Arc::new(AddressLimits::new(
-            config.sockets_per_ip(),
-            config.handshakes_per_ip(),
-            tokio::time::Instant::now(),
-        )),
-    };
-    let dev_tokens = match (&config.auth_secret, config.dev_tokens) {
-        (Some(secret), true) => {
-            tracing::warn!("DEV_TOKENS=true: GET /server/dev/token signs a token for anyone who asks; never enable it in production");
-            Some(Arc::new(DevTokens {
-                secret: secret.clone(),
-                issuer: config.auth_issuer.clone(),
-                audience: config.auth_audience.clone(),
-            }))
+
+    /// Build the server on a given store (tests share one memory backend between servers).
+    pub fn with_store(config: &Config, store: Arc<dyn PresenceStore>) -> std::io::Result<Server> {
+        let auth_off = config.auth == AuthMode::Off;
+        let access = Access {
+            origins: Origins::parse(config.allowed_origins.as_deref(), auth_off)
+                .map_err(std::io::Error::other)?,
+            trusted: parse_cidrs(&config.trusted_proxies).map_err(std::io::Error::other)?,
+            limits: Arc::new(AddressLimits::new(
+                config.sockets_per_ip(),
+                config.handshakes_per_ip(),
+                tokio::time::Instant::now(),
+            )),
+        };
+        let warnings: Arc<[String]> = config.warnings().into();
+        for warning in warnings.iter() {
+            tracing::warn!("{warning}");
         }
-        _ => None,
-    };
-    let app = App {
-        hub: hub.clone(),
-        session: Arc::new(SessionSettings::from_config(&config)),
-        max_frame_bytes: config.max_frame_bytes,
-        ready: Arc::new(AtomicBool::new(true)),
-        access: Arc::new(access),
-        auth: Arc::new(Authenticator::new(config.auth_settings())),
-        admin: Arc::new(Admin {
-            token: config.admin_token.clone(),
-            closed: config.auth == AuthMode::Required,
-        }),
-        metrics_elsewhere: config.metrics_addr.is_some(),
-        dev_tokens,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(addr) = config.metrics_addr {
+        let dev_tokens = match (&config.auth_secret, config.dev_tokens) {
+            (Some(secret), true) => {
+                tracing::warn!("DEV_TOKENS=true: GET /server/dev/token signs a token for anyone who asks; never enable it in production");
+                Some(Arc::new(DevTokens {
+                    secret: secret.clone(),
+                    issuer: config.auth_issuer.clone(),
+                    audience: config.auth_audience.clone(),
+                }))
+            }
+            _ => None,
+        };
+        let hub = build_hub(config, store);
+        let capacity = Capacity::from_open_files_limit();
+        tracing::info!(instance = %hub.store().instance(), store = hub.store().health().kind, auth = ?config.auth, max_sockets = capacity.limit(), "starting");
+        Ok(Server {
+            app: App {
+                hub,
+                session: Arc::new(SessionSettings::from_config(config)),
+                max_frame_bytes: config.max_frame_bytes,
+                ready: Arc::new(AtomicBool::new(true)),
+                access: Arc::new(access),
+                auth: Arc::new(Authenticator::new(config.auth_settings())),
+                admin: Arc::new(Admin {
+                    token: config.admin_token.clone(),
+                    closed: config.auth == AuthMode::Required,
+                }),
+                metrics_elsewhere: config.metrics_addr.is_some(),
+                dev_tokens,
+                capacity,
+                warnings,
+            },
+            static_dir: config.static_dir.clone(),
+            drain: config.drain(),
+            metrics_addr: config.metrics_addr,
+        })
+    }
+
+    /// Every route: `/server/...` and the demo app (or its placeholder) for the rest.
+    /// Serve it with connection info (`into_make_service_with_connect_info::<SocketAddr>`)
+    /// so per-address limits know the peer; without it, only `TRUSTED_PROXIES` headers do.
+    pub fn router(&self) -> Router {
+        router(self.app.clone(), self.static_dir.clone())
+    }
+
+    /// Stop taking sockets, close every open one with 1012 (clients reconnect, elsewhere
+    /// if need be, and the grace window hides it), and wait up to `DRAIN_MS` for them to
+    /// go.
+    pub async fn drain(&self) {
+        tracing::info!("shutting down: closing sockets with 1012");
+        self.app.ready.store(false, Relaxed);
+        self.app.hub.drain().await;
+        let deadline = tokio::time::Instant::now() + self.drain;
+        let metrics = self.app.hub.metrics();
+        while metrics.sockets.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Metrics on their own listener (`METRICS_ADDR`), until `stop` turns true.
+    async fn serve_metrics(
+        &self,
+        addr: SocketAddr,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "metrics on their own listener");
         let metrics_router = Router::new()
             .route("/metrics", get(metrics_only))
             .route("/server/metrics", get(metrics_only))
-            .with_state(app.clone());
-        let mut stop = stop_rx.clone();
+            .with_state(self.app.clone());
         tokio::spawn(async move {
             let served = axum::serve(listener, metrics_router)
                 .with_graceful_shutdown(async move {
@@ -172,27 +212,70 @@ pub async fn serve_with_store(
                 tracing::warn!(%err, "metrics listener failed");
             }
         });
+        Ok(())
     }
-    let ready = app.ready.clone();
-    let router = router(app, config.static_dir.clone());
-    let drain = config.drain();
-    tracing::info!(addr = %listener.local_addr()?, instance = %hub.store().instance(), store = hub.store().health().kind, auth = ?config.auth, "serving");
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-        tracing::info!("shutting down: closing sockets with 1012");
-        ready.store(false, Relaxed);
-        hub.drain().await;
-        let deadline = tokio::time::Instant::now() + drain;
-        while metrics.sockets.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// The one place the hub is built, on `store`.
+fn build_hub(config: &Config, store: Arc<dyn PresenceStore>) -> Arc<Hub> {
+    let metrics = Arc::new(Metrics::default());
+    Hub::new(store, HubSettings::from_config(config), metrics)
+}
+
+/// Serve on an already-bound `listener` (tests bind port 0) until `shutdown` resolves,
+/// then close every socket with 1012 and return within the drain time. Settings that can
+/// never work fail the start (see [`Server::from_config`]).
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run(listener, Server::from_config(&config).await?, shutdown).await
+}
+
+/// [`serve`] with a given store (tests share one memory backend between servers).
+pub async fn serve_with_store(
+    listener: TcpListener,
+    config: Config,
+    store: Arc<dyn PresenceStore>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run(listener, Server::with_store(&config, store)?, shutdown).await
+}
+
+async fn run(
+    listener: TcpListener,
+    server: Server,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server.serve(listener, shutdown).await
+}
+
+impl Server {
+    /// Serve on `listener` until `shutdown` resolves, then drain.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let server = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(addr) = server.metrics_addr {
+            server.serve_metrics(addr, stop_rx).await?;
         }
-    })
-    .await
+        tracing::info!(addr = %listener.local_addr()?, "serving");
+        let router = server.router();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            server.drain().await;
+        })
+        .await
+    }
 }
 
 fn router(app: App, static_dir: Option<PathBuf>) -> Router {
@@ -255,6 +338,10 @@ fn upgrade_in(app: App, room: RoomId, mut req: Request) -> Response {
         Ok(accepted) => accepted,
         Err(refusal) => return refusal.into_response(),
     };
+    // Held by the socket's task: the place is given back when the socket is gone.
+    let Some(capacity) = app.capacity.try_acquire() else {
+        return at_capacity(&app.capacity);
+    };
     // Browsers cannot set headers on a WebSocket: a token may ride on the URL. It is
     // never logged (the span records the room only).
     let url_token = req.uri().query().and_then(query_token);
@@ -267,8 +354,9 @@ fn upgrade_in(app: App, room: RoomId, mut req: Request) -> Response {
     let span = tracing::info_span!("socket", room = %room, id = tracing::field::Empty);
     let (hub, settings, auth) = (app.hub, app.session, app.auth);
     let task = async move {
-        // Holds this socket's place in its address's count until the task ends.
-        let _permit = permit;
+        // Hold this socket's place in its address's count, and under the open-files
+        // limit, until the task ends.
+        let _permit = (permit, capacity);
         // The socket is bound only inside the match: held across the session's await,
         // it would cost every task its size for the socket's whole life.
         let session = match ws::upgraded(on_upgrade, config).await {
@@ -282,6 +370,27 @@ fn upgrade_in(app: App, room: RoomId, mut req: Request) -> Response {
     switching
 }
 
+/// HTTP 503 for an upgrade past [`Capacity`]: the client retries with its backoff, by
+/// when a socket here may have closed (or its next try lands on another instance).
+fn at_capacity(capacity: &Capacity) -> Response {
+    // Logged on the first refusal and then once per 1,000, not once per socket.
+    if capacity.refused() % 1_000 == 1 {
+        tracing::warn!(
+            open = capacity.open(),
+            limit = capacity.limit(),
+            refused = capacity.refused(),
+            "at the open-files limit: refusing new sockets with 503"
+        );
+    }
+    let body = json!({"error": "at capacity: this instance holds all the sockets its open-files limit allows; retry later"});
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        Json(body),
+    )
+        .into_response()
+}
+
 async fn readyz(State(app): State<App>) -> Response {
     let health = app.hub.store().health();
     let ready = app.ready.load(Relaxed) && !app.hub.is_draining();
@@ -290,7 +399,14 @@ async fn readyz(State(app): State<App>) -> Response {
     let body = json!({
         "ready": ready,
         "draining": app.hub.is_draining(),
+        "instance": &**app.hub.store().instance(),
         "store": health,
+        "sockets": {
+            "open": app.capacity.open(),
+            "max": app.capacity.limit(),
+            "refused": app.capacity.refused(),
+        },
+        "warnings": &*app.warnings,
     });
     let status = if ready {
         StatusCode::OK

@@ -20,14 +20,20 @@
 //! - [`ws`]: the WebSocket handshake, and outgoing messages sent in shared fragments.
 //! - [`rate`]: the token bucket behind the per-socket rate limit.
 //! - [`http`]: the router (`/server/ws/:roomId`, health, readiness, metrics, REST
-//!   roster, static files) and [`serve`].
+//!   roster, static files), [`serve`] on a listener, and [`http::Server`] for an entry
+//!   point that brings its own (the Vercel function, `crates/herenow-vercel`).
 //! - [`access`]: checks before the upgrade: origins, per-address limits, trusted proxies.
 //! - [`auth`]: identity tokens (JWT, JWKS) and what they allow.
-//! - [`config`]: every setting with its default; [`metrics`]: Prometheus counters.
+//! - [`capacity`]: sockets against the open-files limit (HTTP 503 past it).
+//! - [`healthcheck`]: `herenow healthcheck`, for containers.
+//! - [`config`]: every setting with its default, the command line and the env files;
+//!   [`metrics`]: Prometheus counters.
 
 pub mod access;
 pub mod auth;
+pub mod capacity;
 pub mod config;
+pub mod healthcheck;
 pub mod http;
 pub mod hub;
 pub mod metrics;
@@ -39,4 +45,4 @@ pub mod session;
 pub mod store;
 pub mod ws;
 
-pub use http::serve;
+pub use http::{serve, Server};

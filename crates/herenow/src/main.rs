@@ -1,50 +1,87 @@
 //! The `herenow` binary: configuration, logs, signals; everything else is the library.
+//! `herenow` serves; `herenow healthcheck` checks a running server (see `config::Cli`).
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use herenow::config::{Command, Config, LogFormat, TokenArgs};
+use herenow::config::{Cli, Command, Config, HealthcheckArgs, TokenArgs};
 use tokio::net::{TcpListener, TcpSocket};
-use tracing_subscriber::EnvFilter;
 
 /// Pending connections the kernel may queue: a burst of reconnects (an instance
 /// restarting, a deploy) must not be refused. Capped by net.core.somaxconn.
 const LISTEN_BACKLOG: u32 = 4096;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+fn main() -> ExitCode {
+    let (cli, env_files) = match parse() {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("herenow: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
+    let result = match cli.command {
+        None => runtime.block_on(serve(cli.config, env_files)),
+        Some(Command::Healthcheck(args)) => runtime.block_on(healthcheck(&cli.config, args)),
+        Some(Command::Token(args)) => mint(&cli.config, &args).map(|token| println!("{token}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herenow: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line, after reading the env files it allows (before any thread starts:
+/// they set environment variables). Parsed again when a file set something, so flags
+/// still win over files and files fill in what neither flags nor the environment set.
+fn parse() -> anyhow::Result<(Cli, Vec<std::path::PathBuf>)> {
+    let cli = Cli::parse();
+    if !cli.config.dotenv {
+        return Ok((cli, Vec::new()));
+    }
+    let dir = std::env::current_dir().context("reading the working directory")?;
+    let read = herenow::config::load_env_files(&dir).context("reading an env file")?;
+    if read.is_empty() {
+        return Ok((cli, read));
+    }
+    Ok((Cli::parse(), read))
+}
+
+async fn serve(config: Config, env_files: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
     config.check().map_err(anyhow::Error::msg)?;
-    if let Some(Command::Token(args)) = &config.command {
-        println!("{}", mint(&config, args)?);
-        return Ok(());
+    config.log_format.init();
+    for file in &env_files {
+        tracing::info!(file = %file.display(), "read settings from env file");
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Logs go to stderr: stdout carries the one listening line, whatever is logged
-    // before it (connecting to Redis comes first).
-    match config.log_format {
-        LogFormat::Pretty => tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_env_filter(filter)
-            .init(),
-    }
-    raise_open_files_limit();
-    // Before listening: Redis settings that can never work stop the start, in one line.
-    let store = herenow::store::open(&config).await.unwrap_or_else(|err| {
-        eprintln!("error: {err}");
-        std::process::exit(1)
-    });
+    herenow::capacity::raise_open_files_limit();
+    // Before listening: settings that can never work (a Redis password refused, a
+    // certificate rejected) stop the start, in one line.
+    let server = herenow::http::Server::from_config(&config)
+        .await
+        .unwrap_or_else(|err| {
+            eprintln!("error: {err}");
+            std::process::exit(1)
+        });
     let listener = bind(SocketAddr::new(config.host, config.port))
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     // The one stdout line: scripts and tests read the port from it.
     println!("herenow listening on http://{}", listener.local_addr()?);
-    herenow::http::serve_with_store(listener, config, store, shutdown_signal()).await?;
+    server.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn healthcheck(config: &Config, args: HealthcheckArgs) -> anyhow::Result<()> {
+    let url = args
+        .url
+        .unwrap_or_else(|| herenow::healthcheck::default_url(config.host, config.port));
+    let status = herenow::healthcheck::check(&url, Duration::from_millis(args.timeout_ms)).await?;
+    println!("{url}: {status}");
     Ok(())
 }
 
@@ -83,23 +120,6 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
-}
-
-/// Every socket is a file: take the hard limit, not the (often 1024) soft one.
-fn raise_open_files_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a stack value.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                tracing::warn!("could not raise the open-files limit");
-            }
-        }
-    }
 }
 
 async fn shutdown_signal() {

@@ -262,11 +262,17 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn connect(url: &str) -> TestClient {
+        TestClient::try_connect(url).await.expect("connect")
+    }
+
+    /// Connect, or the handshake's error (an HTTP answer instead of 101, say).
+    pub async fn try_connect(
+        url: &str,
+    ) -> Result<TestClient, tokio_tungstenite::tungstenite::Error> {
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
             .await
-            .expect("connect in time")
-            .expect("connect");
-        TestClient {
+            .expect("connect in time")?;
+        Ok(TestClient {
             ws: Some(ws),
             id: String::new(),
             view: ClientView::default(),
@@ -278,7 +284,7 @@ impl TestClient {
             pongs: 0,
             closed: None,
             gaps: 0,
-        }
+        })
     }
 
     /// Connect with extra request headers (Origin, X-Forwarded-For): the client, or the

@@ -1,6 +1,6 @@
 // @herenow/client in Node (the `ws` package as its WebSocket) against the real binary:
 // the protocol as the server really speaks it, without a browser in between.
-import type { PresenceClient } from "@herenow/client";
+import type { PresenceClient, PresenceSnapshot } from "@herenow/client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { names, nodeClient, until } from "./lib/node-client";
 import { freePort, startHerenow, TEST_GRACE_MS, type Herenow } from "./lib/process";
@@ -66,6 +66,32 @@ describe("the client in Node against herenow", () => {
     await until(linus, (s) => s.typing.map((u) => u.id).join() === "node-ada");
     ada.stopTyping();
     await until(linus, (s) => s.typing.length === 0);
+  });
+
+  it("status and location reach the other client, folded over one person's tabs", async () => {
+    const ada = join("node-status", "node-ada", "Ada");
+    const adaPhone = join("node-status", "node-ada", "Ada");
+    const linus = join("node-status", "node-linus", "Linus");
+    const adaSeen = (s: PresenceSnapshot) => s.others.find((u) => u.id === "node-ada");
+    await until(linus, (s) => adaSeen(s)?.tabs === 2);
+    ada.setLocation("risks");
+    await until(linus, (s) => adaSeen(s)?.location === "risks");
+    // Her laptop goes away; her phone, still active, is now the tab to show: nowhere.
+    ada.setStatus("away");
+    await until(linus, (s) => adaSeen(s)?.location === undefined);
+    expect(adaSeen(linus.getSnapshot())?.status).toBe("active");
+    const before = Date.now();
+    adaPhone.setStatus("away");
+    const seen = await until(linus, (s) => adaSeen(s)?.status === "away");
+    expect(adaSeen(seen)!.statusSince).toBeGreaterThanOrEqual(before - 50);
+    expect(adaSeen(seen)!.statusSince).toBeLessThanOrEqual(Date.now() + 50);
+    // Her phone goes: its face stays among the recently left for Linus only when she is gone.
+    adaPhone.disconnect();
+    await until(linus, (s) => adaSeen(s)?.tabs === 1);
+    expect(linus.getSnapshot().recent).toEqual([]);
+    ada.disconnect();
+    const gone = await until(linus, (s) => s.others.length === 0);
+    expect(gone.recent.map((r) => r.user.id)).toEqual(["node-ada"]);
   });
 
   it("disconnect() leaves at once, without the grace window", async () => {

@@ -100,7 +100,15 @@ describe("one herenow instance", () => {
         w.crowd.push(ws);
         await new Promise<void>((resolve, reject) => {
           ws.onopen = () =>
-            ws.send(JSON.stringify({ type: "hello", id: `e2e-${id}`, proto: 2, user: { name }, state: { status } }));
+            ws.send(
+              JSON.stringify({
+                type: "hello",
+                id: `e2e-${id}`,
+                proto: 2,
+                user: { name },
+                ...(status === "active" ? {} : { status }),
+              }),
+            );
           ws.onmessage = () => resolve();
           ws.onerror = () => reject(new Error("socket failed"));
         });

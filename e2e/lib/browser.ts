@@ -39,7 +39,7 @@ export async function openPerson(
   base: string,
   room: string,
   name: string,
-  options: { deviceScaleFactor?: number } = {},
+  options: { deviceScaleFactor?: number; query?: string } = {},
 ): Promise<Person> {
   const context = await browser.newContext({
     viewport: { width: 1200, height: 760 },
@@ -48,7 +48,7 @@ export async function openPerson(
   const page = await context.newPage();
   const sent: string[] = [];
   page.on("websocket", (ws) => ws.on("framesent", (f) => typeof f.payload === "string" && sent.push(f.payload)));
-  await page.goto(`${base}/rooms/${room}?name=${encodeURIComponent(name)}`);
+  await page.goto(`${base}/rooms/${room}?name=${encodeURIComponent(name)}${options.query ? `&${options.query}` : ""}`);
   await waitLive(page);
   return { name, context, page, sent };
 }
@@ -122,4 +122,34 @@ export function typingFrames(sent: readonly string[]): boolean[] {
     const m = JSON.parse(f) as { type?: string; event?: string; data?: { typing?: boolean } };
     return m.type === "event" && m.event === "typing" ? [m.data?.typing === true] : [];
   });
+}
+
+/** A face of the top bar's stack (the whole room), by presence id. */
+export const topFace = (id: string) => `.topbar .hn-stack [data-presence-id="${id}"]`;
+
+/**
+ * Waits until the top bar shows `id` with `status` (`active`, `idle`, `away`, `left`),
+ * or, with `null`, shows no face of `id` at all.
+ */
+export async function waitForFace(page: Page, id: string, status: string | null, timeout = 5000): Promise<void> {
+  try {
+    await page.waitForFunction(
+      ([sel, want]) => {
+        const el = document.querySelector<HTMLElement>(sel!);
+        return want === null ? el === null : el?.dataset.status === want && !el.classList.contains("hn-face--leaving");
+      },
+      [topFace(id), status] as const,
+      { timeout, polling: 25 },
+    );
+  } catch {
+    const seen = await page.getAttribute(topFace(id), "data-status").catch(() => null);
+    throw new Error(`face ${id}: expected ${status ?? "no face"} within ${timeout} ms, saw ${seen ?? "no face"}`);
+  }
+}
+
+/** The presence ids shown in one section's stack, in screen order. */
+export function sectionFaces(page: Page, section: string): Promise<string[]> {
+  return page.$$eval(`#${section} .hn-stack .hn-face:not(.hn-face--leaving)`, (els) =>
+    els.map((e) => (e as HTMLElement).dataset.presenceId ?? ""),
+  );
 }

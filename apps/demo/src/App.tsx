@@ -1,8 +1,10 @@
 /**
- * The demo: a Notion-style page per room, with the faces of everyone on it at the top.
+ * The demo: a Notion-style page per room, with the faces of everyone on it at the top and,
+ * next to each section's heading, the faces of whoever is reading that section.
  * Routing is three lines of History API: `/rooms/:roomId`, anything else is the lobby.
  */
 import { cleanName, loadProfile, saveName, type Profile } from "./profile";
+import type { User } from "@herenow/client";
 import { SignInError, devTokenSource, loadSignIn, saveSignIn } from "./signin";
 import {
   ActivityLog,
@@ -10,14 +12,21 @@ import {
   PresenceProvider,
   TypingIndicator,
   UserAvatar,
+  agoPhrase,
   displayName,
+  durationPhrase,
+  useFollow,
   useOthers,
   usePresence,
+  usePublishLocation,
+  useRecentlyLeft,
   useSelf,
   useTyping,
 } from "@herenow/react";
-import { useEffect, useMemo, useState, type MouseEvent } from "react";
+import { useEffect, useMemo, useRef, useState, type MouseEvent } from "react";
 import { ROOMS, roomInfo, roomPath, routeOf } from "./routes";
+import { SECTIONS, applySightings, currentSection } from "./sections";
+import { timingsFrom } from "./settings";
 
 function storage(): Storage | null {
   try {
@@ -60,6 +69,7 @@ export function App() {
   }, [route.redirect, route.canonical]);
 
   const [profile] = useState<Profile>(() => loadProfile(storage(), window.location.search));
+  const [timings] = useState(() => timingsFrom(window.location.search));
   const [name, setName] = useState(profile.name);
   const hintName = useDebounced(cleanName(name) || profile.name, 300);
   useEffect(() => saveName(storage(), hintName), [hintName]);
@@ -96,6 +106,7 @@ export function App() {
       room={route.room}
       user={{ name: hintName, color: profile.color }}
       {...(getToken ? { getToken } : {})}
+      options={timings}
       onAuthError={(error) => signOut(`Signed out: ${error.detail ?? error.code} (${error.message})`)}
     >
       <Page
@@ -205,19 +216,23 @@ function Page(props: {
           </p>
 
           <div className="doc__grid">
-            <section className="card">
-              <label className="field">
-                <span className="field__label">Your name</span>
-                <input
-                  className="field__input"
-                  value={props.name}
-                  maxLength={40}
-                  autoComplete="nickname"
-                  onChange={(e) => props.onName(e.target.value)}
-                />
-              </label>
-              <NoteField />
-            </section>
+            <div className="doc__main">
+              <section className="card">
+                <label className="field">
+                  <span className="field__label">Your name</span>
+                  <input
+                    className="field__input"
+                    value={props.name}
+                    maxLength={40}
+                    autoComplete="nickname"
+                    onChange={(e) => props.onName(e.target.value)}
+                  />
+                </label>
+                <NoteField />
+              </section>
+
+              <Sections />
+            </div>
 
             <aside className="side">
               <section className="card card--quiet">
@@ -253,34 +268,137 @@ function NoteField() {
   );
 }
 
+/**
+ * The page's sections, each with a small stack of who is reading it. An
+ * IntersectionObserver watches a thin reading band near the top of the window; the section
+ * crossing it is this tab's location.
+ */
+function Sections() {
+  const [current, setCurrent] = useState<string | null>(null);
+  const refs = useRef(new Map<string, HTMLElement>());
+  usePublishLocation(current);
+
+  useEffect(() => {
+    if (typeof IntersectionObserver === "undefined") return;
+    const order = SECTIONS.map((s) => s.id);
+    let visible = new Set<string>();
+    const observer = new IntersectionObserver(
+      (entries) => {
+        visible = applySightings(
+          visible,
+          entries.map((e) => ({ id: e.target.id, visible: e.isIntersecting })),
+        );
+        setCurrent(currentSection(order, visible));
+      },
+      // The band from 20 % to 25 % of the window's height: where a heading sits while read.
+      { rootMargin: "-20% 0px -75% 0px", threshold: 0 },
+    );
+    for (const el of refs.current.values()) observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+
+  return (
+    <div className="sections">
+      {SECTIONS.map((section) => (
+        <section
+          key={section.id}
+          id={section.id}
+          ref={(el) => {
+            if (el) refs.current.set(section.id, el);
+            else refs.current.delete(section.id);
+          }}
+          className={`section ${current === section.id ? "section--current" : ""}`}
+          aria-labelledby={`${section.id}-title`}
+        >
+          <header className="section__head">
+            <h2 className="section__title" id={`${section.id}-title`}>
+              {section.title}
+            </h2>
+            <AvatarStack location={section.id} size={24} max={4} className="section__stack" />
+          </header>
+          {section.body.map((p) => (
+            <p key={p} className="section__text">
+              {p}
+            </p>
+          ))}
+        </section>
+      ))}
+    </div>
+  );
+}
+
+const sectionTitle = (id: string | undefined) => SECTIONS.find((s) => s.id === id)?.title;
+
+function statusText(u: User, now: number): string {
+  if (u.status === "active") return u.tabs > 1 ? `active · ${u.tabs} tabs` : "active";
+  const held = u.statusSince > 0 ? durationPhrase(now - u.statusSince) : "";
+  return held ? `${u.status} ${held}` : u.status;
+}
+
 function People() {
   const self = useSelf();
   const others = useOthers();
+  const recent = useRecentlyLeft();
+  const { following, follow, stop } = useFollow();
+  const [, tick] = useState(0);
+  useEffect(() => {
+    const t = setInterval(() => tick((n) => n + 1), 15_000);
+    return () => clearInterval(t);
+  }, []);
   const people = self ? [self, ...others] : others;
   if (people.length === 0) return <p className="muted">Connecting…</p>;
+  const now = Date.now();
   return (
     <ul className="people" aria-label="People in this room">
       {people.map((u) => {
-        const away = u.state.status === "away";
+        const where = sectionTitle(u.location);
+        const isFollowed = following?.id === u.id;
         return (
-          <li key={u.id} className="people__row" data-presence-id={u.id}>
-            <span className={`people__face ${away ? "people__face--away" : ""}`} aria-hidden="true">
+          <li key={u.id} className={`people__row people__row--${u.status}`} data-presence-id={u.id}>
+            <span className="people__face" aria-hidden="true">
               <UserAvatar user={u} size={24} />
             </span>
-            <span className="people__name">
-              {displayName(u)}
-              {u.verified ? (
-                <span className="people__verified" title="verified by a token">
-                  {" "}
-                  ✓
-                </span>
-              ) : null}
-              {u === self ? <span className="muted"> (you)</span> : null}
+            <span className="people__who">
+              <span className="people__name">
+                {displayName(u)}
+                {u.verified ? (
+                  <span className="people__verified" title="verified by a token">
+                    {" "}
+                    ✓
+                  </span>
+                ) : null}
+                {u === self ? <span className="muted"> (you)</span> : null}
+              </span>
+              <span className="muted people__status">
+                {statusText(u, now)}
+                {where ? ` · in ${where}` : ""}
+              </span>
             </span>
-            <span className="muted people__status">{away ? "away" : u.tabs > 1 ? `${u.tabs} tabs` : "active"}</span>
+            {u === self ? null : (
+              <button
+                type="button"
+                className={`people__follow ${isFollowed ? "people__follow--on" : ""}`}
+                aria-pressed={isFollowed}
+                aria-label={isFollowed ? `Stop following ${displayName(u)}` : `Follow ${displayName(u)}`}
+                onClick={() => (isFollowed ? stop() : follow(u.id))}
+              >
+                {isFollowed ? "Following" : "Follow"}
+              </button>
+            )}
           </li>
         );
       })}
+      {recent.map(({ user, leftAt }) => (
+        <li key={`left-${user.id}`} className="people__row people__row--left" data-presence-id={user.id}>
+          <span className="people__face" aria-hidden="true">
+            <UserAvatar user={user} size={24} />
+          </span>
+          <span className="people__who">
+            <span className="people__name">{displayName(user)}</span>
+            <span className="muted people__status">left {agoPhrase(now - leftAt)}</span>
+          </span>
+        </li>
+      ))}
     </ul>
   );
 }

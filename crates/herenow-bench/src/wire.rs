@@ -683,12 +683,13 @@ mod tests {
     }
 
     /// Every server message of the golden fixtures.
-    const SERVER_FIXTURES: [&str; 8] = [
+    const SERVER_FIXTURES: [&str; 9] = [
         "v1/server.presence.json",
         "v1/server.error.json",
         "v2/server.presence.json",
         "v2/server.diff.json",
         "v2/server.error.json",
+        "v2/server.error.location.json",
         "v2/server.event.json",
         "v2/server.event.typing.json",
         "v2/server.pong.json",

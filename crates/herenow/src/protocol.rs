@@ -2,7 +2,8 @@
 //!
 //! Protocol 1 is the reference template's (`hello` with an id, `presence` with the
 //! members) and must keep working unchanged; protocol 2 is opt-in (`"proto":2`) and
-//! adds user objects, versioned diffs, events and `pong`. Golden examples of every
+//! adds user objects (with each member's status and location), versioned diffs, events
+//! and `pong`. Golden examples of every
 //! message live in `fixtures/protocol/`, read by this crate's tests and the TypeScript
 //! client's, so the two sides cannot drift.
 //!
@@ -39,6 +40,9 @@ pub const MAX_AVATAR_LEN: usize = 512;
 pub const LOBBY: &str = "lobby";
 /// The reserved event name of typing indicators: `data` is `{"typing": bool}`.
 pub const TYPING_EVENT: &str = "typing";
+/// Longest tab location, in UTF-8 bytes of the string: room for a section id, a slide
+/// number or a cell reference, not for data (that is what `state` is for).
+pub const MAX_LOCATION_BYTES: usize = 128;
 
 /// WebSocket close codes the server sends, and what a client does about each.
 pub mod close {
@@ -308,6 +312,55 @@ impl UserHints {
     }
 }
 
+/// A person's status: `active` at the page, `idle` there without input (or with its
+/// window behind another), `away` (hidden, or no input for long). Decided by each tab;
+/// a member shows the best of their tabs' (see [`Status::best`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Also what a tab that never said anything is: protocol-1 and older clients.
+    #[default]
+    Active,
+    Idle,
+    Away,
+}
+
+impl Status {
+    /// The fold across tabs: active if any is, else idle if any is, else away; `None`
+    /// for no tab at all.
+    pub fn best(statuses: impl IntoIterator<Item = Status>) -> Option<Status> {
+        statuses.into_iter().min_by_key(|s| s.rank())
+    }
+
+    /// 0 for the best.
+    fn rank(self) -> u8 {
+        match self {
+            Status::Active => 0,
+            Status::Idle => 1,
+            Status::Away => 2,
+        }
+    }
+}
+
+/// Where a tab is in the app (a section id, a slide, a cell): 1-128 bytes, app-chosen.
+pub type Location = Arc<str>;
+
+/// Check a location from a client: `None` and `""` mean none.
+pub fn location(raw: Option<String>) -> Result<Option<Location>, Rejection> {
+    match raw {
+        None => Ok(None),
+        Some(l) if l.is_empty() => Ok(None),
+        Some(l) if l.len() > MAX_LOCATION_BYTES => Err(Rejection::new(
+            ErrorCode::LocationTooLarge,
+            format!(
+                "location is {} bytes; the limit is {MAX_LOCATION_BYTES}",
+                l.len()
+            ),
+        )),
+        Some(l) => Ok(Some(l.into())),
+    }
+}
+
 /// Client -> server messages.
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -322,6 +375,10 @@ pub enum ClientMsg {
     Event(ClientEvent),
     /// Ask for a full snapshot (after a version gap).
     Sync,
+    /// This tab's status changed (protocol 2 clients send it only on a change).
+    Status(StatusUpdate),
+    /// This tab's location changed; `null` clears it.
+    Location(LocationUpdate),
     /// Replace this socket's token with a fresh one before the old one expires.
     Auth(AuthRefresh),
 }
@@ -342,6 +399,24 @@ pub struct Hello {
     pub user: Option<UserHints>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<Map<String, Value>>,
+    /// This tab's status at joining; absent means active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// This tab's location at joining.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+pub struct StatusUpdate {
+    pub status: Status,
+}
+
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+pub struct LocationUpdate {
+    /// Required, `null` included: a message that forgot it is a mistake, not a clear.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub location: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
@@ -408,6 +483,9 @@ pub struct Join {
     pub state: RawJson,
     /// Whether a token vouches for this user; `None` with `AUTH=off`.
     pub verified: Option<bool>,
+    /// The tab's status and location as its hello said.
+    pub status: Status,
+    pub location: Option<Location>,
 }
 
 impl Hello {
@@ -426,6 +504,7 @@ impl Hello {
             Some(map) => state_json(&map)?,
             None => RawJson::empty_object(),
         };
+        let location = location(self.location)?;
         let id: Id = self.id.into();
         Ok(Join {
             tab: id.clone(),
@@ -435,6 +514,8 @@ impl Hello {
             user,
             state,
             verified: None,
+            status: self.status.unwrap_or_default(),
+            location,
         })
     }
 }
@@ -551,6 +632,7 @@ pub struct Diff {
 
 /// One member as clients see it: the union of its tabs on every instance.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: Id,
     #[serde(flatten)]
@@ -563,6 +645,13 @@ pub struct User {
     /// is then derived from the token's `sub`). Absent with `AUTH=off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// The best status of their tabs.
+    pub status: Status,
+    /// Since when `status` holds, ms since the Unix epoch by the store's clock.
+    pub status_since: u64,
+    /// The location of their most recently active tab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -599,10 +688,11 @@ pub enum ErrorCode {
     RoomFull,
     TokenExpired,
     Forbidden,
+    LocationTooLarge,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -618,6 +708,7 @@ impl ErrorCode {
         ErrorCode::RoomFull,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
+        ErrorCode::LocationTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -637,6 +728,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::LocationTooLarge => "location_too_large",
         }
     }
 }
@@ -675,7 +767,9 @@ pub fn decode(text: &str) -> Result<ClientMsg, Rejection> {
                 #[serde(rename = "type")]
                 kind: Option<Value>,
             }
-            const KNOWN: [&str; 6] = ["hello", "ping", "state", "event", "sync", "auth"];
+            const KNOWN: [&str; 8] = [
+                "hello", "ping", "state", "event", "sync", "auth", "status", "location",
+            ];
             match serde_json::from_str::<Envelope>(text) {
                 Err(_) => Err(Rejection::new(
                     ErrorCode::BadJson,
@@ -833,6 +927,86 @@ mod tests {
                 .code,
             ErrorCode::EventTooLarge
         );
+    }
+
+    #[test]
+    fn status_and_location_messages() {
+        assert!(matches!(
+            decode(r#"{"type":"status","status":"idle"}"#),
+            Ok(ClientMsg::Status(StatusUpdate {
+                status: Status::Idle
+            }))
+        ));
+        let code = |t: &str| decode(t).unwrap_err().code;
+        assert_eq!(
+            code(r#"{"type":"status","status":"busy"}"#),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(code(r#"{"type":"status"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"location"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(r#"{"type":"location","location":3}"#),
+            ErrorCode::BadMessage
+        );
+        let clear = decode(r#"{"type":"location","location":null}"#).unwrap();
+        assert_eq!(
+            clear,
+            ClientMsg::Location(LocationUpdate { location: None })
+        );
+        // `null` goes back out as `null`: the golden fixture round-trips.
+        assert_eq!(
+            serde_json::to_string(&clear).unwrap(),
+            r#"{"type":"location","location":null}"#
+        );
+    }
+
+    #[test]
+    fn locations_are_at_most_128_bytes() {
+        assert_eq!(location(None).unwrap(), None);
+        assert_eq!(location(Some(String::new())).unwrap(), None);
+        assert_eq!(
+            location(Some("x".repeat(128))).unwrap().as_deref(),
+            Some(&*"x".repeat(128))
+        );
+        // Bytes, not characters: 65 two-byte characters are 130 bytes.
+        let err = location(Some("é".repeat(65))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::LocationTooLarge);
+        assert_eq!(err.message, "location is 130 bytes; the limit is 128");
+    }
+
+    #[test]
+    fn a_hello_may_carry_status_and_location() {
+        let j = hello(r#"{"type":"hello","id":"t","proto":2,"status":"away","location":"risks"}"#)
+            .unwrap();
+        assert_eq!(
+            (j.status, j.location.as_deref()),
+            (Status::Away, Some("risks"))
+        );
+        let j = hello(r#"{"type":"hello","id":"t"}"#).unwrap();
+        assert_eq!((j.status, j.location), (Status::Active, None));
+        let long = "l".repeat(129);
+        let err = hello(&format!(
+            r#"{{"type":"hello","id":"t","location":"{long}"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::LocationTooLarge);
+        assert_eq!(
+            decode(r#"{"type":"hello","id":"t","status":"asleep"}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::BadMessage
+        );
+    }
+
+    #[test]
+    fn the_best_status_wins() {
+        use Status::*;
+        assert_eq!(Status::best([]), None);
+        assert_eq!(Status::best([Away]), Some(Away));
+        assert_eq!(Status::best([Away, Active]), Some(Active));
+        assert_eq!(Status::best([Away, Away]), Some(Away));
+        assert_eq!(Status::best([Away, Idle, Away]), Some(Idle));
+        assert_eq!(Status::best([Idle, Active, Away]), Some(Active));
     }
 
     #[test]

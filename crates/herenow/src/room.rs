@@ -3,7 +3,11 @@
 //! The store keeps one [`Entry`] per (instance, presence id): an instance writes only its
 //! own entries, so a member whose tabs sit on two instances never vanishes when one of
 //! them closes. Clients see the union, one [`User`] per presence id: tabs summed, the
-//! earliest `since`, and the hints and state of the most recently written entry.
+//! earliest `since`, the hints and state of the most recently written entry, the best
+//! status of any entry (active > idle > away) and the location of the most recently
+//! active one (see [`fold`]). Times that compare entries of different instances
+//! (`statusSince`, `activeAt`) are the store's, stamped by the store itself ([`Stamp`]),
+//! so instances whose clocks disagree still agree on them.
 //!
 //! Every store change bumps the room's store version by one. A [`Roster`] applies changes
 //! in that order and records, in a [`Span`], how each touched member looked before; a
@@ -22,10 +26,75 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Diff, Id, Presence, RawJson, RoomId, User, UserHints};
+use serde::{Deserializer, Serializer};
+
+use crate::protocol::{Diff, Id, Location, Presence, RawJson, RoomId, Status, User, UserHints};
 
 /// The name of one server process in a shared store.
 pub type InstanceId = Arc<str>;
+
+/// A time by the store's clock, ms since the Unix epoch, or the request for one.
+///
+/// An instance writes [`Stamp::Now`] where it needs "the time of this write"; the store
+/// puts its own time there as it stores the entry (the Redis scripts their server's
+/// `TIME`, the memory store its process clock), so every instance reads the same number
+/// whatever its own clock says. `Now` never reaches a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stamp {
+    At(u64),
+    /// To be stamped on writing; the number only tells this instance's requests apart
+    /// (a newer request is a newer change) and is not stored. Written as `"now"`.
+    Now(u64),
+}
+
+impl Default for Stamp {
+    /// Unknown: an entry written before stamps existed.
+    fn default() -> Stamp {
+        Stamp::At(0)
+    }
+}
+
+impl Stamp {
+    /// The time, once stamped.
+    pub fn at(self) -> Option<u64> {
+        match self {
+            Stamp::At(t) => Some(t),
+            Stamp::Now(_) => None,
+        }
+    }
+
+    /// Stamped with `now` if still to be.
+    pub fn or(self, now: u64) -> Stamp {
+        Stamp::At(self.at().unwrap_or(now))
+    }
+}
+
+impl Serialize for Stamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Stamp::At(t) => s.serialize_u64(*t),
+            Stamp::Now(_) => s.serialize_str("now"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Stamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            At(u64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::At(t) => Ok(Stamp::At(t)),
+            Raw::Word(w) if w == "now" => Ok(Stamp::Now(0)),
+            Raw::Word(_) => Err(serde::de::Error::custom(
+                "a stamp is a number of ms or \"now\"",
+            )),
+        }
+    }
+}
 
 /// One instance's record of one member in a room.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +109,108 @@ pub struct Entry {
     /// Whether a token vouches for this member (`None` with `AUTH=off`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// The best status of those tabs (entries from before statuses read as active).
+    #[serde(default)]
+    pub status: Status,
+    /// The location of the most recently active of those tabs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// When `status` last changed (0: unknown, read as `since`).
+    ///
+    /// This and `active_at` must stay the last two fields: the Redis scripts stamp them
+    /// in place at the end of the entry's JSON, where nothing a client sent can be.
+    #[serde(default, rename = "statusSince")]
+    pub status_since: Stamp,
+    /// When the tab that gives `location` last became or stopped being active, or moved
+    /// while active: how entries of one member on several instances are ordered.
+    #[serde(default, rename = "activeAt")]
+    pub active_at: Stamp,
+}
+
+impl Entry {
+    /// A member's first entry: active, nowhere, stamps to be made by the store.
+    pub fn new(user: UserHints, state: RawJson, since: u64) -> Entry {
+        Entry {
+            user,
+            state,
+            tabs: 0,
+            since,
+            verified: None,
+            status: Status::Active,
+            location: None,
+            status_since: Stamp::Now(0),
+            active_at: Stamp::Now(0),
+        }
+    }
+
+    /// The entry as a store keeps it: its pending stamps made with `now` (ms by that
+    /// store's clock).
+    pub fn stamped(mut self, now: u64) -> Entry {
+        self.status_since = self.status_since.or(now);
+        self.active_at = self.active_at.or(now);
+        self
+    }
+
+    /// When `status` began, as far as this entry knows. (A roster only holds stamped
+    /// entries: the store stamps them, and the hub itself while the store is away.)
+    fn status_began(&self) -> u64 {
+        match self.status_since {
+            Stamp::At(t) if t > 0 => t,
+            _ => self.since,
+        }
+    }
+
+    /// The key ordering entries by how recently they were active: active ones first.
+    fn recency(&self) -> (bool, u64) {
+        let at = match self.active_at {
+            Stamp::At(t) => t,
+            Stamp::Now(_) => u64::MAX,
+        };
+        (self.status == Status::Active, at)
+    }
+}
+
+/// What a member shows of their entries' statuses and locations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Folded {
+    pub status: Status,
+    /// Since when `status` holds: while active, since the earliest of the active entries
+    /// became active (any one of them active is enough); otherwise since the latest
+    /// change of any entry (before it, some entry may have been better). Never more than
+    /// the truth, so "away for 10 min" is never claimed of someone active 5 min ago.
+    pub status_since: u64,
+    /// The location of the most recently active entry.
+    pub location: Option<Location>,
+}
+
+/// Folds one member's entries (each with the room version that wrote it, and its
+/// instance, for a deterministic tie-break). The same rule folds a member's tabs into
+/// one instance's entry, so folding tabs per instance and then across instances gives
+/// what folding all tabs at once would. `None` for no entry.
+pub fn fold<'a>(
+    entries: impl IntoIterator<Item = (&'a Entry, u64, &'a InstanceId)>,
+) -> Option<Folded> {
+    let entries: Vec<_> = entries.into_iter().collect();
+    let status = Status::best(entries.iter().map(|e| e.0.status))?;
+    let began = |e: &&(&Entry, u64, &InstanceId)| e.0.status_began();
+    let status_since = if status == Status::Active {
+        entries
+            .iter()
+            .filter(|e| e.0.status == Status::Active)
+            .map(|e| began(&e))
+            .min()
+    } else {
+        entries.iter().map(|e| began(&e)).max()
+    }
+    .unwrap_or(0);
+    let shown = entries
+        .iter()
+        .max_by(|a, b| (a.0.recency(), a.1, a.2).cmp(&(b.0.recency(), b.1, b.2)))?;
+    Some(Folded {
+        status,
+        status_since,
+        location: shown.0.location.clone(),
+    })
 }
 
 /// An entry as the store holds it, with the room version that last wrote it.
@@ -109,6 +280,8 @@ impl Member {
             .iter()
             .max_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)))
             .expect("a member has at least one entry");
+        let folded = fold(entries.iter().map(|(i, e, stamp)| (e, *stamp, i)))
+            .expect("a member has at least one entry");
         Arc::new(User {
             id: id.clone(),
             hints: latest.1.user.clone(),
@@ -116,6 +289,9 @@ impl Member {
             tabs: entries.iter().map(|e| e.1.tabs).sum(),
             since: entries.iter().map(|e| e.1.since).min().unwrap_or(0),
             verified: latest.1.verified,
+            status: folded.status,
+            status_since: folded.status_since,
+            location: folded.location,
         })
     }
 }
@@ -493,16 +669,160 @@ mod tests {
     }
 
     fn entry(name: &str, tabs: u32, since: u64) -> Entry {
+        let user = UserHints {
+            name: Some(name.into()),
+            ..Default::default()
+        };
         Entry {
-            user: UserHints {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            state: RawJson::empty_object(),
             tabs,
-            since,
-            verified: None,
+            ..Entry::new(user, RawJson::empty_object(), since).stamped(since)
         }
+    }
+
+    /// An entry in `status` since `status_since`, at `location`, last active at `active_at`.
+    fn activity(status: Status, status_since: u64, location: &str, active_at: u64) -> Entry {
+        Entry {
+            status,
+            status_since: Stamp::At(status_since),
+            location: (!location.is_empty()).then(|| location.into()),
+            active_at: Stamp::At(active_at),
+            ..entry("X", 1, 1)
+        }
+    }
+
+    fn folded(entries: &[Entry]) -> Folded {
+        let instances: Vec<InstanceId> =
+            (0..entries.len()).map(|i| format!("i{i}").into()).collect();
+        fold(entries.iter().zip(&instances).map(|(e, i)| (e, 1, i))).unwrap()
+    }
+
+    #[test]
+    fn statuses_fold_active_over_idle_over_away() {
+        use Status::*;
+        let f = |s: &[Status]| {
+            let entries: Vec<Entry> = s.iter().map(|s| activity(*s, 10, "", 10)).collect();
+            folded(&entries).status
+        };
+        assert_eq!(f(&[Away, Active]), Active, "one active tab is enough");
+        assert_eq!(f(&[Away, Away]), Away);
+        assert_eq!(f(&[Idle, Away]), Idle);
+        assert_eq!(f(&[Away, Idle, Active]), Active);
+        assert_eq!(f(&[Idle]), Idle);
+        assert!(fold(std::iter::empty()).is_none());
+        // An entry written before statuses existed counts as active, since it joined.
+        let old: Entry = serde_json::from_str(r#"{"state":{},"tabs":1,"since":5}"#).unwrap();
+        assert_eq!(
+            folded(&[old, activity(Away, 9, "", 9)]),
+            Folded {
+                status: Active,
+                status_since: 5,
+                location: None
+            }
+        );
+    }
+
+    #[test]
+    fn status_since_never_claims_more_than_the_truth() {
+        use Status::*;
+        // Active: since the earliest active entry became active; the away one is irrelevant.
+        let f = folded(&[
+            activity(Active, 300, "", 300),
+            activity(Active, 100, "", 100),
+            activity(Away, 50, "", 50),
+        ]);
+        assert_eq!((f.status, f.status_since), (Active, 100));
+        // Not active: since the latest change anywhere (that tab may have been active until then).
+        let f = folded(&[activity(Idle, 100, "", 100), activity(Away, 400, "", 400)]);
+        assert_eq!((f.status, f.status_since), (Idle, 400));
+        let f = folded(&[activity(Away, 100, "", 100), activity(Away, 250, "", 250)]);
+        assert_eq!((f.status, f.status_since), (Away, 250));
+    }
+
+    #[test]
+    fn the_location_is_the_most_recently_active_entrys() {
+        use Status::*;
+        // An active entry wins over one that was active later but is not now.
+        let f = folded(&[
+            activity(Idle, 1, "old", 900),
+            activity(Active, 1, "here", 500),
+        ]);
+        assert_eq!(f.location.as_deref(), Some("here"));
+        // Among active ones, the latest; among inactive ones too.
+        let f = folded(&[activity(Active, 1, "a", 500), activity(Active, 1, "b", 600)]);
+        assert_eq!(f.location.as_deref(), Some("b"));
+        let f = folded(&[activity(Away, 1, "a", 700), activity(Idle, 1, "b", 600)]);
+        assert_eq!(f.location.as_deref(), Some("a"));
+        // The most recently active tab may be nowhere in particular.
+        let f = folded(&[activity(Active, 1, "a", 500), activity(Active, 1, "", 600)]);
+        assert_eq!(f.location, None);
+    }
+
+    #[test]
+    fn a_member_shows_the_fold_of_its_entries_on_every_instance() {
+        let mut r = Roster::new(room());
+        let mut s = Span::new(0);
+        r.apply(
+            &up(1, "a", "x", activity(Status::Away, 100, "intro", 100)),
+            &mut s,
+        );
+        r.apply(
+            &up(2, "b", "x", activity(Status::Active, 200, "risks", 200)),
+            &mut s,
+        );
+        let u = r.user("x").unwrap();
+        assert_eq!(
+            (u.status, u.status_since, u.location.as_deref()),
+            (Status::Active, 200, Some("risks"))
+        );
+        // The active tab's instance goes: away, since that moment at the earliest.
+        r.apply(&rm(3, "b", "x"), &mut s);
+        let u = r.user("x").unwrap();
+        assert_eq!(
+            (u.status, u.location.as_deref()),
+            (Status::Away, Some("intro"))
+        );
+        // A status change is an update, like any other change.
+        let d = s.take(&r).unwrap();
+        assert!(d.joined.len() == 1 && d.left.is_empty());
+        r.apply(
+            &up(4, "a", "x", activity(Status::Idle, 400, "intro", 400)),
+            &mut s,
+        );
+        let d = s.take(&r).unwrap();
+        assert_eq!(d.updated.len(), 1);
+        assert_eq!(
+            (d.updated[0].status, d.updated[0].status_since),
+            (Status::Idle, 400)
+        );
+    }
+
+    #[test]
+    fn stamps_are_the_last_fields_and_now_until_a_store_stamps_them() {
+        let e = Entry::new(UserHints::default(), RawJson::empty_object(), 7);
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(
+            json.ends_with(r#","statusSince":"now","activeAt":"now"}"#),
+            "the Redis scripts stamp the end of the JSON: {json}"
+        );
+        let back: Entry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.status_since, Stamp::Now(0));
+        let stamped = e.clone().stamped(1234);
+        assert_eq!(
+            (stamped.status_since, stamped.active_at),
+            (Stamp::At(1234), Stamp::At(1234))
+        );
+        let json = serde_json::to_string(&Entry {
+            location: Some("x".into()),
+            ..stamped.clone()
+        })
+        .unwrap();
+        assert!(
+            json.ends_with(r#""location":"x","statusSince":1234,"activeAt":1234}"#),
+            "{json}"
+        );
+        // Stamped stays stamped.
+        assert_eq!(stamped.clone().stamped(9), stamped);
+        assert!(serde_json::from_str::<Stamp>(r#""later""#).is_err());
     }
 
     fn up(version: u64, instance: &str, id: &str, e: Entry) -> Change {

@@ -18,8 +18,8 @@ use crate::metrics::Metrics;
 use crate::outbox::{Kind, Next, Outbox};
 use crate::protocol::close::{self, ServerClose};
 use crate::protocol::{
-    decode, encode, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson, Rejection, Role,
-    RoomId, ServerMsg, TYPING_EVENT,
+    decode, encode, location, state_json, ClientMsg, ErrorCode, OutEvent, Proto, RawJson,
+    Rejection, Role, RoomId, ServerMsg, TYPING_EVENT,
 };
 use crate::rate::TokenBucket;
 use crate::ws::{self, CloseCode, CloseFrame, Message, Socket, Utf8Bytes};
@@ -514,6 +514,14 @@ impl Reader {
                 if display_changed {
                     m.update(Some(user), None).await;
                 }
+            }
+            ClientMsg::Status(update) => {
+                let m = self.membership.as_ref().ok_or_else(not_joined)?;
+                m.set_status(update.status).await;
+            }
+            ClientMsg::Location(update) => {
+                let m = self.membership.as_ref().ok_or_else(not_joined)?;
+                m.set_location(location(update.location)?).await;
             }
         }
         Ok(())

@@ -52,6 +52,9 @@ fn client_fixtures_pass_validation() {
             ClientMsg::Event(e) => {
                 e.validate().unwrap_or_else(|e| panic!("{name}: {e:?}"));
             }
+            ClientMsg::Location(l) => {
+                herenow::protocol::location(l.location).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            }
             _ => {}
         }
     }

@@ -8,7 +8,7 @@ use herenow::config::Config;
 use herenow::hub::{Hub, HubSettings, Leave, Membership};
 use herenow::metrics::Metrics;
 use herenow::outbox::{Next, Outbox};
-use herenow::protocol::{Join, Proto, RawJson, Role, RoomId, ServerMsg, UserHints};
+use herenow::protocol::{Join, Proto, RawJson, Role, RoomId, ServerMsg, Status, UserHints};
 use herenow::store::memory::MemoryStore;
 
 fn hub() -> Arc<Hub> {
@@ -30,6 +30,8 @@ fn join_msg(id: &str) -> Join {
         user: UserHints::default(),
         state: RawJson::empty_object(),
         verified: None,
+        status: Status::Active,
+        location: None,
     }
 }
 

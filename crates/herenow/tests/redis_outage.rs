@@ -55,15 +55,14 @@ fn room(name: &str) -> RoomId {
 }
 
 fn entry(name: &str) -> Entry {
+    let user = UserHints {
+        name: Some(name.into()),
+        ..Default::default()
+    };
     Entry {
-        user: UserHints {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        state: RawJson::empty_object(),
         tabs: 1,
-        since: 1_700_000_000_000,
         verified: None,
+        ..Entry::new(user, RawJson::empty_object(), 1_700_000_000_000).stamped(1_700_000_000_000)
     }
 }
 

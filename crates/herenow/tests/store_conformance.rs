@@ -11,8 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::redis::{unique_prefix, RedisCluster, RedisServer, Setup};
-use herenow::protocol::{Id, RawJson, RoomId, UserHints};
-use herenow::room::{Change, Entry, Op};
+use herenow::protocol::{Id, RawJson, RoomId, Status, UserHints};
+use herenow::room::{Change, Entry, Op, Stamp};
 use herenow::store::memory::{MemoryBackend, MemoryStore};
 use herenow::store::redis::{RedisOptions, RedisStore};
 use herenow::store::{Feed, FeedReceiver, PresenceStore, StoreEvent};
@@ -136,16 +136,17 @@ fn id(name: &str) -> Id {
     name.into()
 }
 
+/// An entry as a store keeps it: stamped already (see `stamps_are_the_stores_time`).
 fn entry(name: &str, tabs: u32) -> Entry {
+    let user = UserHints {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let state = RawJson::from_value(&serde_json::json!({"status": name, "n": 1.5}));
     Entry {
-        user: UserHints {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        state: RawJson::from_value(&serde_json::json!({"status": name, "n": 1.5})),
         tabs,
-        since: 1_700_000_000_000,
         verified: None,
+        ..Entry::new(user, state, 1_700_000_000_000).stamped(1_700_000_000_000)
     }
 }
 
@@ -556,6 +557,85 @@ async fn a_live_instance_is_never_pruned(b: Backend) {
     assert_eq!(c.snapshot(&r).await.unwrap().entries.len(), 1);
 }
 
+/// Ms since the Unix epoch by this machine's clock: the clock of the memory store, and
+/// the one the test's Redis reads for `TIME`.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The entry a write carried in `change`.
+fn written(change: &Change) -> Entry {
+    match &change.ops[..] {
+        [Op::Upsert { entry, .. }] => entry.clone(),
+        other => panic!("one upsert expected: {other:?}"),
+    }
+}
+
+async fn stamps_are_the_stores_time(b: Backend) {
+    let (a, c) = (b.store("a"), b.store("c"));
+    let r = room("stamps");
+    let mut feed = watching(&c, &r).await;
+    // A state and a location that look like the stamps must not be taken for them.
+    let decoy = serde_json::json!({"statusSince": "now", "activeAt": "now"});
+    let pending = Entry {
+        status: Status::Away,
+        location: Some(r#","statusSince":"now","activeAt":"now"}"#.into()),
+        tabs: 1,
+        ..Entry::new(
+            UserHints::default(),
+            RawJson::from_value(&decoy),
+            1_700_000_000_000,
+        )
+    };
+    let before = wall_ms();
+    let change = a.upsert(&r, &id("x"), &pending).await.unwrap();
+    let after = wall_ms();
+    let stored = written(&change);
+    let Stamp::At(t) = stored.status_since else {
+        panic!("not stamped: {stored:?}");
+    };
+    assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
+    assert_eq!(stored.active_at, Stamp::At(t), "one time per write");
+    assert_eq!(stored, pending.clone().stamped(t), "nothing else touched");
+    // Every reader sees the same stamped entry: the snapshot, and the other instance.
+    assert_eq!(a.snapshot(&r).await.unwrap().entries[0].entry, stored);
+    assert_eq!(written(&next_change(&mut feed).await), stored);
+    // A stamped entry is kept as it is; a half-pending one gets the time where it asks.
+    let mut half = stored.clone();
+    half.status_since = Stamp::Now(7);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let again = written(&a.upsert(&r, &id("x"), &half).await.unwrap());
+    assert_eq!(again.active_at, Stamp::At(t));
+    assert!(again.status_since.at().unwrap() >= t);
+    // register stamps what is pending, and keeps what is stamped and equal.
+    let change = a
+        .register(
+            &r,
+            &[
+                (id("x"), Some(again.clone())),
+                (id("y"), Some(pending.clone())),
+            ],
+        )
+        .await
+        .unwrap()
+        .expect("y is new");
+    assert_eq!(upserted(&change), pairs(&[("a", "y")]));
+    assert!(written(&change).status_since.at().is_some());
+    assert_eq!(
+        a.register(
+            &r,
+            &[(id("x"), Some(again)), (id("y"), Some(written(&change)))]
+        )
+        .await
+        .unwrap(),
+        None,
+        "stamped and equal: nothing to change"
+    );
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -614,4 +694,5 @@ suite!(
     heartbeats_change_nothing_when_nothing_changed,
     an_expired_lease_prunes_that_instances_entries,
     a_live_instance_is_never_pruned,
+    stamps_are_the_stores_time,
 );

@@ -2,17 +2,20 @@
  * `PresenceClient`: one tab's membership of one room.
  *
  * It owns the connection state machine (`connecting` -> `open` -> `reconnecting` ... ->
- * `closed`), the roster, typing signals and the activity log, and exposes everything as one
- * immutable snapshot with `subscribe`/`getSnapshot` (the `useSyncExternalStore` contract).
+ * `closed`), the roster, typing signals, the activity log, this tab's status and location
+ * and who recently left, and exposes everything as one immutable snapshot with
+ * `subscribe`/`getSnapshot` (the `useSyncExternalStore` contract).
  * The socket, timers' randomness and browser APIs are injected, so the whole machine runs
  * in Node and under fake timers.
  */
 import { ACTIVITY_CAPACITY, activityOfChange, appendActivity, rosterChange, type ActivityEntry } from "./activity";
+import { AttentionTracker, type UserStatus } from "./attention";
 import { backoffDelay, closeDecision } from "./backoff";
 import { TAB_CHANNEL_NAME, TabIdentity, type ChannelLike, type StorageLike } from "./identity";
 import {
   CloseCode,
   MAX_EVENT_NAME_CHARS,
+  MAX_LOCATION_BYTES,
   MAX_STATE_BYTES,
   PROTOCOL_VERSION,
   TYPING_EVENT,
@@ -21,6 +24,7 @@ import {
   tokenExpiry,
   jsonByteLength,
   normalizeRoomId,
+  utf8Length,
   type ClientMsg,
   type DiffMsg,
   type Json,
@@ -30,6 +34,7 @@ import {
   type User,
   type UserHints,
 } from "./protocol";
+import { nextExpiry, noteDepartures, pruneRecent, RECENT_MS, withoutPresent, type RecentUser } from "./recent";
 import { applyDiff, applySnapshot, deepFreeze, emptyRoster, type Roster } from "./roster";
 import { TYPING_RECEIVE_TIMEOUT_MS, TypingSignal } from "./typing";
 
@@ -37,10 +42,11 @@ import { TYPING_RECEIVE_TIMEOUT_MS, TypingSignal } from "./typing";
 export const PING_INTERVAL_MS = 25_000;
 /** A socket that has not opened after this long is abandoned and retried. */
 export const CONNECT_TIMEOUT_MS = 10_000;
-/** Updates beyond 10 a second are merged: at most one `state` message per 100 ms. */
+/**
+ * Updates beyond 10 a second are merged: at most one `state` message per 100 ms, and one
+ * `location` message (scrolling through a page moves it quickly).
+ */
 export const STATE_THROTTLE_MS = 100;
-/** A tab hidden this long marks its owner `away`. */
-export const AWAY_AFTER_MS = 60_000;
 /** Diffs kept while waiting for the first snapshot on a socket. */
 export const MAX_BUFFERED_DIFFS = 64;
 /** A token is refreshed this long before it expires (or at 80 % of a shorter lifetime). */
@@ -79,6 +85,12 @@ export interface PresenceSnapshot {
   readonly typing: readonly User[];
   /** Joins and leaves, newest first. */
   readonly activity: readonly ActivityEntry[];
+  /** Who left in the last `recentMs`, newest first (the roster no longer has them). */
+  readonly recent: readonly RecentUser[];
+  /** This tab's own status (the room shows it folded with your other tabs' in `self`). */
+  readonly tabStatus: UserStatus;
+  /** This tab's own location, as set with `setLocation`. */
+  readonly tabLocation: string | null;
   readonly error: ClientError | null;
   /** When the next reconnect attempt is due (ms epoch), while `reconnecting`. */
   readonly retryAt: number | null;
@@ -108,9 +120,9 @@ export interface ClientEnvironment {
   location?: { protocol: string; host: string } | null;
   sessionStorage?: StorageLike | null;
   broadcastChannel?: ((name: string) => ChannelLike) | null;
-  /** For `visibilitychange` (away status). */
-  document?: (EventTarget & { readonly visibilityState: string }) | null;
-  /** For `online` (retry at once when the network comes back). */
+  /** For `visibilitychange` and `hasFocus()` (status). */
+  document?: (EventTarget & { readonly visibilityState: string; hasFocus?: () => boolean }) | null;
+  /** For `online` (retry at once when the network comes back), focus and input (status). */
   window?: EventTarget | null;
 }
 
@@ -124,7 +136,7 @@ export interface PresenceClientOptions {
   url?: string;
   /** Display hints (name, avatar URL, color). */
   user?: UserHints;
-  /** Initial presence state; `status: "active"` is added when absent. */
+  /** Initial presence state (the app's own: the user's status is not in it). */
   state?: JsonObject;
   /** Fixed tab id (tests, Node); default: the per-tab id kept in `sessionStorage`. */
   tabId?: string;
@@ -132,8 +144,12 @@ export interface PresenceClientOptions {
   WebSocket?: SocketConstructor;
   /** In [0, 1): drives jitter and fresh ids; injectable for tests. */
   random?: () => number;
-  /** Hidden time before `away`; default 60 s. */
+  /** Time without input before this tab is `idle`; default 60 s (`IDLE_AFTER_MS`). */
+  idleAfterMs?: number;
+  /** Time without input before this tab is `away`; default 10 min. A hidden tab is away at once. */
   awayAfterMs?: number;
+  /** How long someone who left stays in `recent`; default 60 s (`RECENT_MS`), 0 turns it off. */
+  recentMs?: number;
   environment?: ClientEnvironment;
   /**
    * The signed identity token (JWT from the app's backend), asked for before every
@@ -168,6 +184,9 @@ export function emptySnapshot(room: string, status: ConnectionStatus = "closed")
     others: [],
     typing: [],
     activity: [],
+    recent: [],
+    tabStatus: "active",
+    tabLocation: null,
     error: null,
     retryAt: null,
   });
@@ -191,7 +210,9 @@ export class PresenceClient {
   #env: Required<ClientEnvironment>;
   #Socket: SocketConstructor | undefined;
   #random: () => number;
-  #awayAfterMs: number;
+  #idleAfterMs: number | undefined;
+  #awayAfterMs: number | undefined;
+  #recentMs: number;
   #identity: TabIdentity | null;
   #fixedId: string | null;
 
@@ -224,6 +245,8 @@ export class PresenceClient {
   #activity: readonly ActivityEntry[] = [];
   #activitySeq = 1;
   #typingTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  #recent: readonly RecentUser[] = [];
+  #recentTimer: ReturnType<typeof setTimeout> | undefined;
 
   // Ourselves
   #hints: UserHints;
@@ -232,8 +255,18 @@ export class PresenceClient {
   #stateDirty = false;
   #lastStateSentAt = -Infinity;
   #stateTimer: ReturnType<typeof setTimeout> | undefined;
-  #awayTimer: ReturnType<typeof setTimeout> | undefined;
   #typing: TypingSignal;
+  /** What the page says (null: not tracking, before `connect()` or without a page). */
+  #attention: AttentionTracker | null = null;
+  #detectedStatus: UserStatus = "active";
+  /** Set by `setStatus`: wins over what the page says. */
+  #pinnedStatus: UserStatus | null = null;
+  #location: string | null = null;
+  /** What the server holds for this socket's tab (what hello or the last message said). */
+  #sentStatus: UserStatus = "active";
+  #sentLocation: string | null = null;
+  #lastLocationSentAt = -Infinity;
+  #locationTimer: ReturnType<typeof setTimeout> | undefined;
 
   // Store
   #snapshot: PresenceSnapshot;
@@ -248,11 +281,13 @@ export class PresenceClient {
     this.#env = resolveEnvironment(options.environment);
     this.#Socket = options.WebSocket;
     this.#random = options.random ?? Math.random;
-    this.#awayAfterMs = options.awayAfterMs ?? AWAY_AFTER_MS;
+    this.#idleAfterMs = options.idleAfterMs;
+    this.#awayAfterMs = options.awayAfterMs;
+    this.#recentMs = options.recentMs ?? RECENT_MS;
     this.#getToken = options.getToken ?? null;
     this.#onAuthError = options.onAuthError ?? null;
     this.#hints = { ...options.user };
-    this.#state = { status: "active", ...options.state };
+    this.#state = { ...options.state };
     checkStateSize(this.#state);
     this.#fixedId = options.tabId ?? null;
     this.#identity =
@@ -363,6 +398,43 @@ export class PresenceClient {
     return this.#sendEvent(event, data);
   }
 
+  /** This tab's status: the pinned one (`setStatus`), else what the page says. */
+  get tabStatus(): UserStatus {
+    return this.#pinnedStatus ?? this.#detectedStatus;
+  }
+
+  /**
+   * Pins this tab's status (a "set me away" button, a bot, Node), or gives it back to the
+   * page's visibility, focus and input with null. Sent only when it changes.
+   */
+  setStatus(status: UserStatus | null): void {
+    if (status === this.#pinnedStatus) return;
+    this.#pinnedStatus = status;
+    this.#statusChanged();
+  }
+
+  /** This tab's location (null: none). */
+  get location(): string | null {
+    return this.#location;
+  }
+
+  /**
+   * Says where in the app this tab is: a section id, a slide, a cell (at most 128 bytes;
+   * throws beyond). null or "" clears it. The room shows each person at the location of
+   * their most recently active tab. Sent when it changes, at most 10 times a second, always
+   * the latest.
+   */
+  setLocation(location: string | null): void {
+    const next = location === "" ? null : location;
+    if (next !== null && utf8Length(next) > MAX_LOCATION_BYTES) {
+      throw new RangeError(`herenow: a location is limited to ${MAX_LOCATION_BYTES} bytes`);
+    }
+    if (next === this.#location) return;
+    this.#location = next;
+    this.#scheduleLocationSend();
+    this.#publish();
+  }
+
   /** Call on every keystroke: sends one `typing` signal, refreshed and stopped for you. */
   notifyTyping(): void {
     this.#typing.input();
@@ -444,10 +516,15 @@ export class PresenceClient {
       hello.token = this.#token;
       this.#scheduleRefresh(this.#token);
     }
+    if (this.tabStatus !== "active") hello.status = this.tabStatus;
+    if (this.#location !== null) hello.location = this.#location;
     this.#send(hello);
     // The hello carried everything pending.
     this.#stateDirty = this.#hintsDirty = false;
     this.#lastStateSentAt = Date.now();
+    this.#sentStatus = this.tabStatus;
+    this.#sentLocation = this.#location;
+    this.#lastLocationSentAt = Date.now();
     this.#pingTimer = setInterval(() => this.#send({ type: "ping" }), PING_INTERVAL_MS);
   }
 
@@ -529,9 +606,14 @@ export class PresenceClient {
     this.#typing.dispose();
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#stateTimer);
-    clearTimeout(this.#awayTimer);
-    this.#stateTimer = this.#awayTimer = undefined;
+    clearTimeout(this.#locationTimer);
+    clearTimeout(this.#recentTimer);
+    this.#stateTimer = this.#locationTimer = this.#recentTimer = undefined;
+    this.#recent = [];
     this.#retryAt = null;
+    this.#attention?.stop();
+    this.#attention = null;
+    this.#detectedStatus = "active";
     for (const detach of this.#detach.splice(0)) detach();
     this.#identity?.stop();
     this.#clearTyping();
@@ -613,8 +695,13 @@ export class PresenceClient {
       if (this.#error?.source === "close") this.#error = null;
       const buffered = this.#buffered;
       this.#buffered = [];
+      // Who is back is no longer "recently left"; who vanished while we were away left at
+      // a time we do not know, so they are not shown as having just left.
+      this.#recent = withoutPresent(this.#recent, this.#roster.users);
       for (const diff of buffered) this.#applyDiff(diff);
       if (this.#stateDirty) this.#scheduleStateSend();
+      this.#sendStatus();
+      this.#scheduleLocationSend();
     } else {
       // A `sync` answer: whatever changed in the gap is real activity.
       const { joined, left } = rosterChange(before.users, this.#roster.users);
@@ -677,10 +764,32 @@ export class PresenceClient {
     for (const listener of [...this.#eventListeners]) listener(event);
   }
 
+  /** Joins and leaves: into the activity log and the recently-left list. */
   #log(joined: readonly User[], left: readonly User[]): void {
-    const entries = activityOfChange(joined, left, this.#roster.self, Date.now(), this.#activitySeq);
+    const now = Date.now();
+    const entries = activityOfChange(joined, left, this.#roster.self, now, this.#activitySeq);
     this.#activitySeq += entries.length;
     this.#activity = appendActivity(this.#activity, entries, ACTIVITY_CAPACITY);
+    if (this.#recentMs > 0) {
+      this.#recent = noteDepartures(this.#recent, { joined, left }, this.#roster.self, now);
+      this.#scheduleRecentExpiry();
+    }
+  }
+
+  #scheduleRecentExpiry(): void {
+    clearTimeout(this.#recentTimer);
+    this.#recentTimer = undefined;
+    const at = nextExpiry(this.#recent, this.#recentMs);
+    if (at === null) return;
+    this.#recentTimer = setTimeout(
+      () => {
+        this.#recentTimer = undefined;
+        this.#recent = pruneRecent(this.#recent, Date.now(), this.#recentMs);
+        this.#scheduleRecentExpiry();
+        this.#publish();
+      },
+      Math.max(0, at - Date.now()),
+    );
   }
 
   /** Typing marks of members who left are dropped. */
@@ -738,34 +847,64 @@ export class PresenceClient {
     }
   }
 
+  /**
+   * Status changes go out at once, not throttled: they come at a human pace (a tab switch,
+   * a minute without input), and a page that was just hidden may not get a timer soon.
+   */
+  #sendStatus(): void {
+    const status = this.tabStatus;
+    if (!this.#joined || status === this.#sentStatus) return;
+    if (this.#send({ type: "status", status })) this.#sentStatus = status;
+  }
+
+  #statusChanged(): void {
+    this.#sendStatus();
+    this.#publish();
+  }
+
+  #scheduleLocationSend(): void {
+    if (!this.#joined || this.#locationTimer !== undefined) return; // hello will carry it
+    const wait = this.#lastLocationSentAt + STATE_THROTTLE_MS - Date.now();
+    if (wait <= 0) {
+      this.#flushLocation();
+    } else {
+      this.#locationTimer = setTimeout(() => {
+        this.#locationTimer = undefined;
+        this.#flushLocation();
+      }, wait);
+    }
+  }
+
+  #flushLocation(): void {
+    const location = this.#location;
+    if (!this.#joined || location === this.#sentLocation) return;
+    if (this.#send({ type: "location", location })) {
+      this.#sentLocation = location;
+      this.#lastLocationSentAt = Date.now();
+    }
+  }
+
   // ---- environment -----------------------------------------------------------------
 
   #attachEnvironment(): void {
     const doc = this.#env.document;
-    if (doc) {
-      const onVisibility = () => this.#visibilityChanged(doc.visibilityState === "hidden");
-      doc.addEventListener("visibilitychange", onVisibility);
-      this.#detach.push(() => doc.removeEventListener("visibilitychange", onVisibility));
-      if (doc.visibilityState === "hidden") this.#visibilityChanged(true);
-    }
     const win = this.#env.window;
+    if (doc || win) {
+      this.#attention = new AttentionTracker({
+        sources: { document: doc, window: win },
+        ...(this.#idleAfterMs === undefined ? {} : { idleAfterMs: this.#idleAfterMs }),
+        ...(this.#awayAfterMs === undefined ? {} : { awayAfterMs: this.#awayAfterMs }),
+        onChange: (status) => {
+          this.#detectedStatus = status;
+          this.#statusChanged();
+        },
+      });
+      this.#detectedStatus = this.#attention.start();
+    }
     if (win) {
       const onOnline = () => this.#retryNow();
       win.addEventListener("online", onOnline);
       this.#detach.push(() => win.removeEventListener("online", onOnline));
-    }
-  }
-
-  #visibilityChanged(hidden: boolean): void {
-    clearTimeout(this.#awayTimer);
-    this.#awayTimer = undefined;
-    if (hidden) {
-      this.#awayTimer = setTimeout(() => {
-        this.#awayTimer = undefined;
-        if (this.#state.status === "active") this.updateState({ status: "away" });
-      }, this.#awayAfterMs);
-    } else if (this.#state.status === "away") {
-      this.updateState({ status: "active" });
     }
   }
 
@@ -788,6 +927,9 @@ export class PresenceClient {
       others,
       typing: others.filter((u) => this.#typingTimers.has(u.id)),
       activity: this.#activity,
+      recent: this.#recent,
+      tabStatus: this.tabStatus,
+      tabLocation: this.#location,
       error: this.#error,
       retryAt: this.#retryAt,
     });
@@ -807,7 +949,7 @@ function resolveEnvironment(env: ClientEnvironment = {}): Required<ClientEnviron
     location?: { protocol: string; host: string };
     sessionStorage?: StorageLike;
     BroadcastChannel?: new (name: string) => ChannelLike;
-    document?: EventTarget & { visibilityState: string };
+    document?: EventTarget & { visibilityState: string; hasFocus?: () => boolean };
     window?: EventTarget;
   };
   const pick = <K extends keyof ClientEnvironment>(key: K, fallback: ClientEnvironment[K]) =>

@@ -7,6 +7,8 @@
  * (a newer server may add some), which it drops.
  */
 
+import { USER_STATUSES, type UserStatus } from "./attention";
+
 /** Any JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 /** A JSON object: the shape of a presence `state`. */
@@ -20,6 +22,8 @@ export const MAX_STATE_BYTES = 1024;
 export const MAX_EVENT_NAME_CHARS = 32;
 /** The reserved event that carries typing signals: data `{"typing": boolean}`. */
 export const TYPING_EVENT = "typing";
+/** Server limit on a tab's `location`: UTF-8 bytes of the string. */
+export const MAX_LOCATION_BYTES = 128;
 
 /** Display hints a client may give when it has no token. Absent hints are omitted. */
 export interface UserHints {
@@ -35,7 +39,7 @@ export interface User {
   readonly name?: string;
   readonly avatar?: string;
   readonly color?: string;
-  /** Free-form presence state (status, cursor, ...); always an object. */
+  /** The app's free-form presence state (cursor, selection, ...); always an object. */
   readonly state: Readonly<JsonObject>;
   /** How many sockets (tabs) this member has open. */
   readonly tabs: number;
@@ -47,6 +51,12 @@ export interface User {
    * `AUTH=off`, where nobody is verified.
    */
   readonly verified?: boolean;
+  /** The member's status folded across their tabs: active if any tab is, else idle if any is. */
+  readonly status: UserStatus;
+  /** Since when `status` holds, ms since the epoch by the server's store clock. */
+  readonly statusSince: number;
+  /** Where their most recently active tab is (a section id, a slide...); absent when none. */
+  readonly location?: string;
 }
 
 // ---- client -> server ----------------------------------------------------------------
@@ -58,6 +68,10 @@ export interface HelloMsg {
   token?: string;
   user?: UserHints;
   state?: JsonObject;
+  /** This tab's status when it is not `active` (the default). */
+  status?: UserStatus;
+  /** This tab's location, when it has one. */
+  location?: string;
 }
 export interface PingMsg {
   type: "ping";
@@ -80,7 +94,17 @@ export interface AuthMsg {
   type: "auth";
   token: string;
 }
-export type ClientMsg = HelloMsg | PingMsg | StateMsg | ClientEventMsg | SyncMsg | AuthMsg;
+/** This tab's status changed (sent only on a change). */
+export interface StatusMsg {
+  type: "status";
+  status: UserStatus;
+}
+/** This tab's location changed; null clears it. */
+export interface LocationMsg {
+  type: "location";
+  location: string | null;
+}
+export type ClientMsg = HelloMsg | PingMsg | StateMsg | ClientEventMsg | SyncMsg | AuthMsg | StatusMsg | LocationMsg;
 
 // ---- server -> client ----------------------------------------------------------------
 
@@ -139,6 +163,7 @@ export type ErrorCode =
   | "invalid_token"
   | "state_too_large"
   | "event_too_large"
+  | "location_too_large"
   | "rate_limited"
   | "room_full"
   /** The token has expired (the socket then closes with 4401). */
@@ -183,6 +208,11 @@ export function isValidTabId(id: string): boolean {
 /** The room the server will put us in: the id itself when valid, else `lobby`. */
 export function normalizeRoomId(room: string): string {
   return ROOM_ID.test(room) ? room : DEFAULT_ROOM;
+}
+
+/** UTF-8 size of a string, the measure of the location limit. */
+export function utf8Length(s: string): number {
+  return new TextEncoder().encode(s).length;
 }
 
 /** UTF-8 size of a value's compact JSON, the measure the server's limits use. */
@@ -240,6 +270,21 @@ function hints(v: unknown, what: string): UserHints {
   return out;
 }
 
+function isUserStatus(v: unknown): v is UserStatus {
+  return typeof v === "string" && (USER_STATUSES as readonly string[]).includes(v);
+}
+
+/**
+ * A member's status. A server older than status sends none, which means `active` since they
+ * joined; a newer server's status this client does not know reads as `active` too, so an
+ * unknown word never hides anybody.
+ */
+function userStatus(o: Record<string, unknown>, since: number): { status: UserStatus; statusSince: number } {
+  const status = isUserStatus(o.status) ? o.status : "active";
+  const statusSince = o.statusSince === undefined ? since : int(o, "statusSince");
+  return { status, statusSince };
+}
+
 function user(v: unknown): User {
   const o = isObject(v) ? v : fail("a user must be an object");
   const out: {
@@ -251,7 +296,10 @@ function user(v: unknown): User {
     tabs: number;
     since: number;
     verified?: boolean;
-  } = { id: str(o, "id"), state: {}, tabs: 0, since: 0 };
+    status: UserStatus;
+    statusSince: number;
+    location?: string;
+  } = { id: str(o, "id"), state: {}, tabs: 0, since: 0, status: "active", statusSince: 0 };
   const h = hints(o, "user");
   if (h.name !== undefined) out.name = h.name;
   if (h.avatar !== undefined) out.avatar = h.avatar;
@@ -262,6 +310,9 @@ function user(v: unknown): User {
   if (o.verified !== undefined && o.verified !== null) {
     out.verified = typeof o.verified === "boolean" ? o.verified : fail("verified must be a boolean");
   }
+  Object.assign(out, userStatus(o, out.since));
+  const location = optStr(o, "location");
+  if (location !== undefined) out.location = location;
   return out;
 }
 
@@ -324,6 +375,10 @@ function decodeServer(o: Record<string, unknown>): ServerMsg {
   }
 }
 
+function clientStatus(v: unknown): UserStatus {
+  return isUserStatus(v) ? v : fail(`status must be one of ${USER_STATUSES.join(", ")}`);
+}
+
 function decodeClient(o: Record<string, unknown>): ClientMsg {
   switch (o.type) {
     case "hello": {
@@ -335,6 +390,9 @@ function decodeClient(o: Record<string, unknown>): ClientMsg {
       if (token !== undefined) msg.token = token;
       if (o.user !== undefined) msg.user = hints(o.user, "user");
       if (o.state !== undefined) msg.state = jsonObject(o.state, "state");
+      if (o.status !== undefined) msg.status = clientStatus(o.status);
+      const location = optStr(o, "location");
+      if (location !== undefined) msg.location = location;
       return msg;
     }
     case "ping":
@@ -354,6 +412,12 @@ function decodeClient(o: Record<string, unknown>): ClientMsg {
       return { type: "sync" };
     case "auth":
       return { type: "auth", token: str(o, "token") };
+    case "status":
+      return { type: "status", status: clientStatus(o.status) };
+    case "location": {
+      if (!("location" in o)) fail("location must be a string or null");
+      return { type: "location", location: optStr(o, "location") ?? null };
+    }
     default:
       return fail(`unknown client message type ${JSON.stringify(o.type)}`);
   }

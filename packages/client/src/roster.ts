@@ -52,7 +52,9 @@ export function compareUsers(a: User, b: User): number {
  * A protocol-1 snapshot (no `users`) yields bare members.
  */
 export function applySnapshot(_prev: Roster, msg: PresenceMsg): Roster {
-  const users = msg.users ?? msg.members.map((id): User => ({ id, state: {}, tabs: 1, since: 0 }));
+  const users =
+    msg.users ??
+    msg.members.map((id): User => ({ id, state: {}, tabs: 1, since: 0, status: "active", statusSince: 0 }));
   return deepFreeze({
     roomId: msg.roomId,
     version: msg.version,

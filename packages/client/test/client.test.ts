@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { AWAY_AFTER_MS, IDLE_AFTER_MS } from "../src/attention";
 import {
-  AWAY_AFTER_MS,
   CONNECT_TIMEOUT_MS,
   PING_INTERVAL_MS,
   PresenceClient,
@@ -80,7 +80,7 @@ describe("joining", () => {
         id: "me",
         proto: 2,
         user: { name: "Ada", color: "#f80" },
-        state: { status: "active", mood: "ok" },
+        state: { mood: "ok" },
       },
     ]);
     expect(client.getSnapshot().status).toBe("connecting");
@@ -357,26 +357,26 @@ describe("our own state", () => {
     const states = net.last.sentOfType("state");
     expect(states.length).toBeGreaterThanOrEqual(19);
     expect(states.length).toBeLessThanOrEqual(21);
-    expect(states[states.length - 1]?.state).toEqual({ status: "active", cursor: 199 });
+    expect(states[states.length - 1]?.state).toEqual({ cursor: 199 });
   });
 
   it("a single update goes out at once", () => {
     make();
     join();
     vi.advanceTimersByTime(5000);
-    client.updateState({ status: "busy" });
-    expect(net.last.sentOfType("state")).toEqual([{ type: "state", state: { status: "busy" } }]);
-    expect(client.getSnapshot().self?.state).toEqual({ status: "busy" });
+    client.updateState({ mood: "busy" });
+    expect(net.last.sentOfType("state")).toEqual([{ type: "state", state: { mood: "busy" } }]);
+    expect(client.getSnapshot().self?.state).toEqual({ mood: "busy" });
   });
 
   it("updates made while offline go out with the next hello", () => {
     make();
     join();
     net.last.drop(1006);
-    client.updateState({ status: "busy" });
+    client.updateState({ mood: "busy" });
     vi.advanceTimersByTime(1000);
     net.last.accept();
-    expect(net.last.sent).toEqual([{ type: "hello", id: "me", proto: 2, state: { status: "busy" } }]);
+    expect(net.last.sent).toEqual([{ type: "hello", id: "me", proto: 2, state: { mood: "busy" } }]);
   });
 
   it("setUser sends the hints with the state and shows them on ourselves at once", () => {
@@ -384,13 +384,11 @@ describe("our own state", () => {
     join([u("me", 1, { name: "Ada" })]);
     vi.advanceTimersByTime(1000);
     client.setUser({ name: "Ada L." });
-    expect(net.last.sentOfType("state")).toEqual([
-      { type: "state", state: { status: "active" }, user: { name: "Ada L." } },
-    ]);
+    expect(net.last.sentOfType("state")).toEqual([{ type: "state", state: {}, user: { name: "Ada L." } }]);
     expect(client.getSnapshot().self?.name).toBe("Ada L.");
     client.updateState({ x: 1 });
     vi.advanceTimersByTime(200);
-    expect(net.last.sentOfType("state")[1]).toEqual({ type: "state", state: { status: "active", x: 1 } });
+    expect(net.last.sentOfType("state")[1]).toEqual({ type: "state", state: { x: 1 } });
   });
 
   it("setUser with unchanged hints sends nothing", () => {
@@ -404,36 +402,245 @@ describe("our own state", () => {
   it("refuses a state over 1 KiB", () => {
     make();
     expect(() => client.updateState({ big: "x".repeat(1100) })).toThrow(RangeError);
-    expect(client.state).toEqual({ status: "active" });
+    expect(client.state).toEqual({});
+  });
+});
+
+/** A page for the attention tracker: visibility, focus and input, all driven by the test. */
+function page(init: { hidden?: boolean; focused?: boolean } = {}) {
+  const doc = Object.assign(new EventTarget(), {
+    visibilityState: init.hidden ? "hidden" : "visible",
+    hasFocus: () => init.focused ?? true,
+  });
+  const win = new EventTarget();
+  return {
+    environment: { ...noBrowser, document: doc, window: win },
+    hide() {
+      doc.visibilityState = "hidden";
+      doc.dispatchEvent(new Event("visibilitychange"));
+    },
+    show() {
+      doc.visibilityState = "visible";
+      doc.dispatchEvent(new Event("visibilitychange"));
+    },
+    input: () => win.dispatchEvent(new Event("pointermove")),
+    blur: () => win.dispatchEvent(new Event("blur")),
+    focus: () => win.dispatchEvent(new Event("focus")),
+  };
+}
+
+describe("our status", () => {
+  const statuses = () => net.last.sentOfType("status").map((m) => m.status);
+
+  it("a hidden page is away at once and active again when shown; only changes are sent", () => {
+    const p = page();
+    make({ environment: p.environment });
+    join();
+    expect(client.getSnapshot().tabStatus).toBe("active");
+    p.hide();
+    expect(statuses()).toEqual(["away"]);
+    expect(client.getSnapshot().tabStatus).toBe("away");
+    p.hide(); // a second event with no change sends nothing
+    p.show();
+    p.input();
+    expect(statuses()).toEqual(["away", "active"]);
+    // The state is the app's: the status is never written into it.
+    expect(net.last.sentOfType("state")).toEqual([]);
   });
 
-  it("goes away when the tab is hidden for a while and comes back active", () => {
-    const doc = Object.assign(new EventTarget(), { visibilityState: "visible" });
-    make({ environment: { ...noBrowser, document: doc } });
+  it("idle after idleAfterMs without input, away after awayAfterMs, active on the next input", () => {
+    const p = page();
+    make({ environment: p.environment });
     join();
-    doc.visibilityState = "hidden";
-    doc.dispatchEvent(new Event("visibilitychange"));
-    vi.advanceTimersByTime(AWAY_AFTER_MS - 1);
-    expect(net.last.sentOfType("state")).toEqual([]);
+    vi.advanceTimersByTime(IDLE_AFTER_MS / 2);
+    p.input(); // the clock starts again
+    vi.advanceTimersByTime(IDLE_AFTER_MS - 1);
+    expect(statuses()).toEqual([]);
     vi.advanceTimersByTime(1);
-    expect(net.last.sentOfType("state")).toEqual([{ type: "state", state: { status: "away" } }]);
-    vi.advanceTimersByTime(500);
-    doc.visibilityState = "visible";
-    doc.dispatchEvent(new Event("visibilitychange"));
-    expect(net.last.sentOfType("state")[1]).toEqual({ type: "state", state: { status: "active" } });
+    expect(statuses()).toEqual(["idle"]);
+    vi.advanceTimersByTime(AWAY_AFTER_MS - IDLE_AFTER_MS);
+    expect(statuses()).toEqual(["idle", "away"]);
+    p.input();
+    expect(statuses()).toEqual(["idle", "away", "active"]);
   });
 
-  it("a short hide does not mark us away", () => {
-    const doc = Object.assign(new EventTarget(), { visibilityState: "visible" });
-    make({ environment: { ...noBrowser, document: doc } });
+  it("takes its timings from the options", () => {
+    const p = page();
+    make({ environment: p.environment, idleAfterMs: 1000, awayAfterMs: 3000 });
     join();
-    doc.visibilityState = "hidden";
-    doc.dispatchEvent(new Event("visibilitychange"));
-    vi.advanceTimersByTime(5000);
-    doc.visibilityState = "visible";
-    doc.dispatchEvent(new Event("visibilitychange"));
+    vi.advanceTimersByTime(3000);
+    expect(statuses()).toEqual(["idle", "away"]);
+  });
+
+  it("a visible page whose window lost the focus is idle; focus makes it active", () => {
+    const p = page();
+    make({ environment: p.environment });
+    join();
+    p.blur();
+    expect(statuses()).toEqual(["idle"]);
+    p.focus();
+    expect(statuses()).toEqual(["idle", "active"]);
+  });
+
+  it("a tab hidden at connect says so in its hello, and a status set before joining follows it", () => {
+    const p = page({ hidden: true });
+    make({ environment: p.environment });
+    client.connect();
+    net.last.accept();
+    expect(net.last.sentOfType("hello")[0]?.status).toBe("away");
+    p.show(); // before the snapshot: not sent yet, the server has not joined us
+    expect(statuses()).toEqual([]);
+    net.last.push(snapshot(1, [u("me", 1)], "me"));
+    expect(statuses()).toEqual(["active"]);
+  });
+
+  it("an active tab's hello carries no status: no status means active", () => {
+    make({ environment: page().environment });
+    client.connect();
+    net.last.accept();
+    expect(net.last.sentOfType("hello")[0]).toEqual({ type: "hello", id: "me", proto: 2, state: {} });
+  });
+
+  it("after a reconnection the hello carries the status of that moment", () => {
+    const p = page();
+    make({ environment: p.environment });
+    join();
+    net.last.drop(1006);
+    p.hide();
+    vi.advanceTimersByTime(1000);
+    net.last.accept();
+    expect(net.last.sentOfType("hello")[0]?.status).toBe("away");
+    net.last.push(snapshot(2, [u("me", 1)], "me"));
+    expect(statuses()).toEqual([]); // the hello said it already
+  });
+
+  it("setStatus pins a status over the page's, null gives it back", () => {
+    const p = page();
+    make({ environment: p.environment });
+    join();
+    client.setStatus("away");
+    p.input();
+    expect(statuses()).toEqual(["away"]);
+    expect(client.getSnapshot().tabStatus).toBe("away");
+    client.setStatus(null);
+    expect(statuses()).toEqual(["away", "active"]);
+  });
+
+  it("without a page (Node) the tab is active unless pinned", () => {
+    make();
+    join();
     vi.advanceTimersByTime(AWAY_AFTER_MS * 2);
-    expect(net.last.sentOfType("state")).toEqual([]);
+    expect(statuses()).toEqual([]);
+    client.setStatus("idle");
+    expect(statuses()).toEqual(["idle"]);
+  });
+
+  it("stops listening to the page on disconnect", () => {
+    const p = page();
+    make({ environment: p.environment });
+    join();
+    const socket = net.last;
+    client.disconnect();
+    p.hide();
+    vi.advanceTimersByTime(AWAY_AFTER_MS * 2);
+    expect(socket.sentOfType("status")).toEqual([]);
+  });
+});
+
+describe("our location", () => {
+  const locations = () => net.last.sentOfType("location").map((m) => m.location);
+
+  it("sends a change at once, merges a burst into the latest, and clears with null", () => {
+    make();
+    join();
+    vi.advanceTimersByTime(1000);
+    client.setLocation("intro");
+    expect(locations()).toEqual(["intro"]);
+    for (const l of ["a", "b", "c", "timeline"]) client.setLocation(l);
+    expect(locations()).toEqual(["intro"]);
+    vi.advanceTimersByTime(100);
+    expect(locations()).toEqual(["intro", "timeline"]);
+    expect(client.getSnapshot().tabLocation).toBe("timeline");
+    client.setLocation("timeline"); // unchanged: nothing
+    vi.advanceTimersByTime(1000);
+    client.setLocation(null);
+    expect(locations()).toEqual(["intro", "timeline", null]);
+  });
+
+  it("a location set while offline goes out with the next hello", () => {
+    make();
+    client.setLocation("risks");
+    join();
+    expect(net.last.sentOfType("hello")[0]?.location).toBe("risks");
+    expect(locations()).toEqual([]);
+  });
+
+  it("a back-and-forth within the throttle sends nothing", () => {
+    make();
+    join();
+    vi.advanceTimersByTime(1000);
+    client.setLocation("a");
+    client.setLocation("b");
+    client.setLocation("a");
+    vi.advanceTimersByTime(500);
+    expect(locations()).toEqual(["a"]);
+  });
+
+  it("refuses a location over 128 bytes; an empty one is none", () => {
+    make();
+    expect(() => client.setLocation("é".repeat(65))).toThrow(RangeError);
+    client.setLocation("x".repeat(128));
+    expect(client.location).toBe("x".repeat(128));
+    client.setLocation("");
+    expect(client.location).toBeNull();
+  });
+});
+
+describe("recently left", () => {
+  it("keeps who left for recentMs, newest first, then lets them go", () => {
+    make({ recentMs: 60_000 });
+    join([u("me", 1), u("ada", 2, { name: "Ada" }), u("linus", 3, { name: "Linus" })]);
+    net.last.push(diff(1, 2, { left: ["ada"] }));
+    vi.advanceTimersByTime(10_000);
+    net.last.push(diff(2, 3, { left: ["linus"] }));
+    let s = client.getSnapshot();
+    expect(s.recent.map((r) => [r.user.name, r.leftAt])).toEqual([
+      ["Linus", T0 + 10_000],
+      ["Ada", T0],
+    ]);
+    expect(s.users.map((x) => x.id)).toEqual(["me"]);
+    vi.advanceTimersByTime(50_000);
+    s = client.getSnapshot();
+    expect(s.recent.map((r) => r.user.name)).toEqual(["Linus"]);
+    vi.advanceTimersByTime(10_000);
+    expect(client.getSnapshot().recent).toEqual([]);
+  });
+
+  it("someone who comes back is no longer recently left", () => {
+    make();
+    join([u("me", 1), u("ada", 2)]);
+    net.last.push(diff(1, 2, { left: ["ada"] }));
+    expect(client.getSnapshot().recent).toHaveLength(1);
+    net.last.push(diff(2, 3, { joined: [u("ada", 9)] }));
+    expect(client.getSnapshot().recent).toEqual([]);
+  });
+
+  it("a reconnection shows nobody as just left, and drops those who are back", () => {
+    make();
+    join([u("me", 1), u("ada", 2), u("linus", 3)]);
+    net.last.push(diff(1, 2, { left: ["ada"] }));
+    net.last.drop(1006);
+    vi.advanceTimersByTime(1000);
+    net.last.accept();
+    net.last.push(snapshot(9, [u("me", 1), u("ada", 2)], "me")); // linus went meanwhile
+    expect(client.getSnapshot().recent).toEqual([]);
+  });
+
+  it("recentMs 0 turns it off", () => {
+    make({ recentMs: 0 });
+    join([u("me", 1), u("ada", 2)]);
+    net.last.push(diff(1, 2, { left: ["ada"] }));
+    expect(client.getSnapshot().recent).toEqual([]);
   });
 });
 

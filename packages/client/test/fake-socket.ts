@@ -67,6 +67,8 @@ export const u = (id: string, since: number, extra: Partial<User> = {}): User =>
   state: {},
   tabs: 1,
   since,
+  status: "active",
+  statusSince: since,
   ...extra,
 });
 

@@ -7,6 +7,7 @@ import {
   normalizeRoomId,
   isValidTabId,
   tokenExpiry,
+  utf8Length,
 } from "../src/protocol";
 import { fixtures } from "./fixtures";
 
@@ -39,7 +40,7 @@ describe("golden fixtures", () => {
           .filter((f) => f.direction === direction && f.name.startsWith("v2/"))
           .map((f) => (JSON.parse(f.text) as { type: string }).type),
       );
-    expect(types("client")).toEqual(new Set(["hello", "ping", "state", "event", "sync", "auth"]));
+    expect(types("client")).toEqual(new Set(["hello", "ping", "state", "event", "sync", "auth", "status", "location"]));
     expect(types("server")).toEqual(new Set(["presence", "diff", "event", "pong", "error"]));
   });
 });
@@ -72,7 +73,63 @@ describe("decodeServerMsg", () => {
     const u = decodeServerMsg(
       '{"type":"diff","roomId":"r","prev":1,"version":2,"joined":[{"id":"a","state":{},"tabs":1,"since":5,"role":"x"}],"left":[],"updated":[]}',
     );
-    expect(u.ok && u.msg.type === "diff" && u.msg.joined[0]).toEqual({ id: "a", state: {}, tabs: 1, since: 5 });
+    expect(u.ok && u.msg.type === "diff" && u.msg.joined[0]).toEqual({
+      id: "a",
+      state: {},
+      tabs: 1,
+      since: 5,
+      status: "active",
+      statusSince: 5,
+    });
+  });
+
+  it("reads a user without a status (an older server) as active since they joined", () => {
+    const d = decodeServerMsg(
+      '{"type":"diff","roomId":"r","prev":1,"version":2,"joined":[{"id":"a","state":{},"tabs":1,"since":5}],"left":[],"updated":[]}',
+    );
+    expect(d.ok && d.msg.type === "diff" && d.msg.joined[0]).toMatchObject({ status: "active", statusSince: 5 });
+  });
+
+  it("reads a status it does not know as active, and insists on the types of the others", () => {
+    const user = (fields: string) =>
+      decodeServerMsg(
+        `{"type":"diff","roomId":"r","prev":1,"version":2,"joined":[],"left":[],"updated":[{"id":"a","state":{},"tabs":1,"since":5${fields}}]}`,
+      );
+    const busy = user(',"status":"busy","statusSince":9');
+    expect(busy.ok && busy.msg.type === "diff" && busy.msg.updated[0]).toMatchObject({
+      status: "active",
+      statusSince: 9,
+    });
+    expect(user(',"status":"away","statusSince":"9"').ok).toBe(false);
+    expect(user(',"location":7').ok).toBe(false);
+    const there = user(',"status":"idle","statusSince":9,"location":"risks"');
+    expect(there.ok && there.msg.type === "diff" && there.msg.updated[0]).toMatchObject({
+      status: "idle",
+      location: "risks",
+    });
+  });
+});
+
+describe("decodeClientMsg", () => {
+  it("accepts the three statuses and nothing else", () => {
+    for (const status of ["active", "idle", "away"]) {
+      expect(decodeClientMsg(`{"type":"status","status":"${status}"}`)).toEqual({
+        ok: true,
+        msg: { type: "status", status },
+      });
+    }
+    expect(decodeClientMsg('{"type":"status","status":"busy"}').ok).toBe(false);
+    expect(decodeClientMsg('{"type":"status"}').ok).toBe(false);
+    expect(decodeClientMsg('{"type":"hello","id":"a","status":"zzz"}').ok).toBe(false);
+  });
+
+  it("a location is a string or null, and must be there", () => {
+    expect(decodeClientMsg('{"type":"location","location":null}')).toEqual({
+      ok: true,
+      msg: { type: "location", location: null },
+    });
+    expect(decodeClientMsg('{"type":"location"}').ok).toBe(false);
+    expect(decodeClientMsg('{"type":"location","location":3}').ok).toBe(false);
   });
 });
 
@@ -80,6 +137,7 @@ describe("limits and ids", () => {
   it("measures UTF-8 bytes of compact JSON, as the server does", () => {
     expect(jsonByteLength({ a: 1 })).toBe(7);
     expect(jsonByteLength({ a: "é" })).toBe(10);
+    expect(utf8Length("sección")).toBe(8);
   });
 
   it("normalizes room ids like the server: invalid ones mean lobby", () => {

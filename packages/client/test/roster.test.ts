@@ -11,6 +11,8 @@ const user = (id: string, since: number, extra: Partial<User> = {}): User => ({
   state: {},
   tabs: 1,
   since,
+  status: "active",
+  statusSince: since,
   ...extra,
 });
 
@@ -77,7 +79,8 @@ describe("applyDiff", () => {
     expect(r.users.map((u) => u.id)).toEqual(["tab-ada-1", "tab-grace"]);
     const ada = r.users[0]!;
     expect(ada.tabs).toBe(2);
-    expect(ada.state).toEqual({ status: "away" });
+    expect(ada.state).toEqual({ cursor: { x: 1, y: 2 } });
+    expect([ada.status, ada.statusSince, ada.location]).toEqual(["away", 1763888412000, "timeline"]);
     expect(result.left.map((u) => u.id)).toEqual(["tab-linus"]);
     expect(result.joined.map((u) => u.name)).toEqual(["Grace"]);
     expect(r.self).toBe("tab-ada-1");

@@ -14,21 +14,15 @@ import {
   type PresenceSnapshot,
   type ClientError,
   type TokenSource,
+  type RecentUser,
   type User,
   type UserHints,
+  type UserStatus,
 } from "@herenow/client";
-import {
-  createContext,
-  useCallback,
-  useContext,
-  useEffect,
-  useMemo,
-  useRef,
-  useSyncExternalStore,
-  type ReactNode,
-} from "react";
-
-const PresenceContext = createContext<PresenceClient | null>(null);
+import { useCallback, useContext, useEffect, useMemo, useRef, useSyncExternalStore, type ReactNode } from "react";
+import { FollowContext, PresenceContext } from "./context";
+import { Follower, type FollowHandler, type FollowState } from "./follow";
+import { FollowBanner } from "./FollowBanner";
 
 export interface PresenceProviderProps {
   /** Room id; invalid ids mean `lobby`, as on the server. */
@@ -50,6 +44,13 @@ export interface PresenceProviderProps {
   options?: Omit<PresenceClientOptions, "room" | "url" | "user" | "state" | "getToken" | "onAuthError">;
   /** Use this client instead of making one; the provider still connects and disconnects it. */
   client?: PresenceClient;
+  /**
+   * Follow mode's move: called with the followed person's new location. Default: scroll the
+   * element whose DOM id is the location into view.
+   */
+  onFollow?: FollowHandler;
+  /** Show the "Following Ada · Stop following" banner while following. Default true. */
+  followBanner?: boolean;
   children?: ReactNode;
 }
 
@@ -62,7 +63,18 @@ const pendingDisconnect = new WeakMap<PresenceClient, ReturnType<typeof setTimeo
 
 /** Joins `room` for as long as it is mounted; one client per room. */
 export function PresenceProvider(props: PresenceProviderProps) {
-  const { room, url, user, initialState, options, client: given, children, getToken, onAuthError } = props;
+  const {
+    room,
+    url,
+    user,
+    initialState,
+    options,
+    client: given,
+    followBanner = true,
+    children,
+    getToken,
+    onAuthError,
+  } = props;
   // Options other than room and url are read once per room; hints follow through setUser.
   const initial = useRef({ user, initialState, options, hasToken: getToken !== undefined });
   // The callbacks are read through refs: a new function each render changes nothing.
@@ -84,6 +96,11 @@ export function PresenceProvider(props: PresenceProviderProps) {
       }),
     [given, room, url],
   );
+
+  const onFollow = useRef(props.onFollow);
+  onFollow.current = props.onFollow;
+  const follower = useMemo(() => new Follower(client, { onFollow: () => onFollow.current }), [client]);
+  useEffect(() => () => follower.stop(), [follower]);
 
   useEffect(() => {
     clearTimeout(pendingDisconnect.get(client));
@@ -111,7 +128,14 @@ export function PresenceProvider(props: PresenceProviderProps) {
     client.setUser(hints); // a no-op when nothing changed
   }, [client, name, avatar, color]);
 
-  return <PresenceContext.Provider value={client}>{children}</PresenceContext.Provider>;
+  return (
+    <PresenceContext.Provider value={client}>
+      <FollowContext.Provider value={follower}>
+        {children}
+        {followBanner ? <FollowBanner /> : null}
+      </FollowContext.Provider>
+    </PresenceContext.Provider>
+  );
 }
 
 /** The client of the nearest `<PresenceProvider>` (for `updateState`, `broadcast`, ...). */
@@ -209,9 +233,89 @@ export function useSelf(): User | null {
   return usePresenceSelector((s) => s.self, Object.is);
 }
 
-/** The connection status: `connecting`, `open`, `reconnecting` or `closed`. */
+/**
+ * The connection status: `connecting`, `open`, `reconnecting` or `closed`. (A person's
+ * active / idle / away is `useUserStatus`.)
+ */
 export function useStatus(): ConnectionStatus {
   return usePresenceSelector((s) => s.status, Object.is);
+}
+
+/** A person's status in the room (active / idle / away) and since when (ms, server clock). */
+export interface UserStatusInfo {
+  readonly status: UserStatus;
+  readonly since: number;
+}
+
+/**
+ * The status of the member `id` as the room shows it (folded across their tabs), or yours
+ * without an id; null while they are not in the room. Not the connection's: see `useStatus`.
+ */
+export function useUserStatus(id?: string): UserStatusInfo | null {
+  const pick = useCallback(
+    (s: PresenceSnapshot): UserStatusInfo | null => {
+      const user = id === undefined ? s.self : s.users.find((u) => u.id === id);
+      return user ? { status: user.status, since: user.statusSince } : null;
+    },
+    [id],
+  );
+  return usePresenceSelector(pick, (a, b) => a === b || (a?.status === b?.status && a?.since === b?.since));
+}
+
+/** This tab's own status (what it tells the server), with the room's fold of your tabs in `useSelf`. */
+export function useTabStatus(): UserStatus {
+  return usePresenceSelector((s) => s.tabStatus, Object.is);
+}
+
+/** Who is at `location` (the location of their most recently active tab), you included, by join time. */
+export function usePresenceAt(location: string): readonly User[] {
+  const pick = useCallback((s: PresenceSnapshot) => s.users.filter((u) => u.location === location), [location]);
+  return usePresenceSelector(pick);
+}
+
+/**
+ * Tells the room where this tab is: pass the section in view, the slide shown... (null:
+ * nowhere in particular). Cleared when the component unmounts, unless something else has
+ * set another location meanwhile.
+ */
+export function usePublishLocation(location: string | null | undefined): void {
+  const client = usePresenceClient();
+  const mine = useRef<string | null>(null);
+  useEffect(() => {
+    mine.current = location ?? null;
+    client.setLocation(mine.current);
+  }, [client, location]);
+  useEffect(
+    () => () => {
+      if (mine.current !== null && client.location === mine.current) client.setLocation(null);
+    },
+    [client],
+  );
+}
+
+/** Who left in the last `recentMs` (60 s by default), newest first. */
+export function useRecentlyLeft(): readonly RecentUser[] {
+  return usePresenceSelector((s) => s.recent, Object.is);
+}
+
+export interface FollowApi {
+  /** The person followed, as the room sees them now; null when following nobody. */
+  following: User | null;
+  /** Follow the member `id` (not yourself): takes you to their location, and keeps up. */
+  follow: (id: string) => void;
+  stop: () => void;
+}
+
+const noFollow: FollowState = Object.freeze({ user: null });
+
+/** Follow mode of the nearest `<PresenceProvider>`. */
+export function useFollow(): FollowApi {
+  const follower = useContext(FollowContext);
+  if (!follower) throw new Error("herenow: presence hooks need a <PresenceProvider> above them");
+  const state = useSyncExternalStore(follower.subscribe, follower.getSnapshot, () => noFollow);
+  const follow = useCallback((id: string) => follower.follow(id), [follower]);
+  const stop = useCallback(() => follower.stop(), [follower]);
+  return useMemo(() => ({ following: state.user, follow, stop }), [state.user, follow, stop]);
 }
 
 /** Joins and leaves, newest first. */

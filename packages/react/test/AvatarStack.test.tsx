@@ -1,4 +1,4 @@
-import type { User } from "@herenow/client";
+import type { RecentUser, User } from "@herenow/client";
 import { act, cleanup, fireEvent, render, screen, within } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { AvatarStack, EXIT_MS } from "../src/AvatarStack";
@@ -6,9 +6,11 @@ import { AvatarStack, EXIT_MS } from "../src/AvatarStack";
 const u = (id: string, name: string, since: number, extra: Partial<User> = {}): User => ({
   id,
   name,
-  state: { status: "active" },
+  state: {},
   tabs: 1,
   since,
+  status: "active",
+  statusSince: since,
   ...extra,
 });
 
@@ -93,12 +95,38 @@ describe("<AvatarStack>", () => {
     expect(screen.getByRole("tooltip").textContent).toBe("Me · you");
   });
 
-  it("dims a face that is away and says so", () => {
-    render(<AvatarStack users={[me, u("ada", "Ada", 1, { state: { status: "away" }, tabs: 2 })]} selfId="me" />);
-    const face = screen.getByRole("img", { name: "Ada (away)" });
+  it("badges a face that is away and says so, with how long in the tooltip", () => {
+    vi.useFakeTimers({ now: 10 * 60_000 });
+    render(
+      <AvatarStack
+        users={[me, u("ada", "Ada", 1, { status: "away", statusSince: 5 * 60_000, tabs: 2 })]}
+        selfId="me"
+      />,
+    );
+    const face = screen.getByRole("img", { name: "Ada, away" });
     expect(face.classList.contains("hn-face--away")).toBe(true);
+    expect(face.dataset.status).toBe("away");
+    expect(face.querySelector(".hn-face__badge")).not.toBeNull();
     fireEvent.mouseEnter(face);
-    expect(screen.getByRole("tooltip").textContent).toBe("Ada · away · 2 tabs");
+    expect(screen.getByRole("tooltip").textContent).toBe("Ada · away 5 min · 2 tabs");
+  });
+
+  it("dims an idle face without a badge; an active face is neither", () => {
+    render(
+      <AvatarStack users={[me, u("ada", "Ada", 1, { status: "idle", statusSince: Date.now() }), linus]} selfId="me" />,
+    );
+    const idle = screen.getByRole("img", { name: "Ada, idle" });
+    expect(idle.classList.contains("hn-face--idle")).toBe(true);
+    expect(idle.querySelector(".hn-face__badge")).toBeNull();
+    fireEvent.mouseEnter(idle);
+    expect(screen.getByRole("tooltip").textContent).toBe("Ada · idle"); // under a minute: no duration
+    const active = screen.getByRole("img", { name: "Linus" });
+    expect(active.className).not.toMatch(/idle|away/);
+  });
+
+  it("names your own status too", () => {
+    render(<AvatarStack users={[u("me", "Me", 5, { status: "away" })]} selfId="me" />);
+    expect(screen.getByRole("img", { name: "Me (you), away" })).toBeTruthy();
   });
 
   it("draws a generated face without an avatar URL, and the image when given", () => {
@@ -170,5 +198,87 @@ describe("<AvatarStack>", () => {
     expect(document.querySelectorAll(".hn-face--leaving")).toHaveLength(0);
     act(() => vi.advanceTimersByTime(EXIT_MS * 2));
     expect(faceIds()).toEqual(["me", "linus", "ada"]);
+  });
+});
+
+describe("<AvatarStack> and who recently left", () => {
+  const T = Date.UTC(2025, 0, 1, 9);
+  const left = (user: User, agoMs: number): RecentUser => ({ user, leftAt: T - agoMs });
+
+  it("keeps a face that left greyed, says when, and leaves it out of the count", () => {
+    vi.useFakeTimers({ now: T });
+    render(<AvatarStack users={[me, ada]} recent={[left(linus, 60_000)]} selfId="me" />);
+    const face = screen.getByRole("img", { name: "Linus, left 1 minute ago" });
+    expect(face.classList.contains("hn-face--left")).toBe(true);
+    expect(face.dataset.status).toBe("left");
+    expect(faceIds()).toEqual(["me", "ada", "linus"]); // after the people here
+    expect(screen.getByRole("group").getAttribute("aria-label")).toBe("2 people here: Ada and you");
+    fireEvent.mouseEnter(face);
+    expect(screen.getByRole("tooltip").textContent).toBe("Linus · left 1 min ago");
+  });
+
+  it("says 'just now' at first and updates the phrase as time goes by", () => {
+    vi.useFakeTimers({ now: T });
+    render(<AvatarStack users={[me]} recent={[left(linus, 0)]} selfId="me" />);
+    expect(screen.getByRole("img", { name: "Linus, left just now" })).toBeTruthy();
+    act(() => vi.advanceTimersByTime(120_000));
+    expect(screen.getByRole("img", { name: "Linus, left 2 minutes ago" })).toBeTruthy();
+  });
+
+  it("only takes room nobody here needs: no face that left when the chip is out", () => {
+    render(<AvatarStack users={people} recent={[left(u("x", "X", 0), 1)]} selfId="me" max={5} />);
+    expect(document.querySelector(".hn-face--left")).toBeNull();
+    render(<AvatarStack users={[me, ada]} recent={[left(linus, 1), left(grace, 2)]} selfId="me" max={3} />);
+    expect([...document.querySelectorAll<HTMLElement>(".hn-face--left")].map((f) => f.dataset.presenceId)).toEqual([
+      "linus",
+    ]);
+  });
+
+  it("someone here is never also shown as left, and showRecent={false} hides them all", () => {
+    render(<AvatarStack users={[me, ada]} recent={[left(ada, 1)]} selfId="me" />);
+    expect(faceIds()).toEqual(["me", "ada"]);
+    cleanup();
+    render(<AvatarStack users={[me]} recent={[left(ada, 1)]} selfId="me" showRecent={false} />);
+    expect(faceIds()).toEqual(["me"]);
+  });
+
+  it("a face that leaves the room greys in place, without an exit animation; expiring plays it", () => {
+    vi.useFakeTimers({ now: T });
+    const { rerender } = render(<AvatarStack users={[me, ada, linus]} recent={[]} selfId="me" />);
+    rerender(<AvatarStack users={[me, ada]} recent={[left(linus, 0)]} selfId="me" />);
+    const face = document.querySelector('[data-presence-id="linus"]')!;
+    expect(face.classList.contains("hn-face--left")).toBe(true);
+    expect(face.classList.contains("hn-face--leaving")).toBe(false);
+    rerender(<AvatarStack users={[me, ada]} recent={[]} selfId="me" />);
+    expect(document.querySelector('[data-presence-id="linus"]')?.classList.contains("hn-face--leaving")).toBe(true);
+    act(() => vi.advanceTimersByTime(EXIT_MS));
+    expect(faceIds()).toEqual(["me", "ada"]);
+  });
+});
+
+describe("<AvatarStack location>", () => {
+  const at = (user: User, location?: string): User => (location ? { ...user, location } : user);
+
+  it("shows only the people at that location, and counts only them", () => {
+    const users = [at(me, "intro"), at(ada, "intro"), at(linus, "risks"), grace];
+    render(<AvatarStack users={users} selfId="me" location="intro" />);
+    expect(faceIds()).toEqual(["me", "ada"]);
+    expect(screen.getByRole("group").getAttribute("aria-label")).toBe("2 people here: Ada and you");
+    expect(screen.getByRole("group").dataset.location).toBe("intro");
+  });
+
+  it("shows nobody when nobody is there", () => {
+    render(<AvatarStack users={[at(ada, "risks")]} selfId="me" location="intro" />);
+    expect(faces()).toHaveLength(0);
+    expect(screen.getByRole("group").getAttribute("aria-label")).toBe("Nobody here yet");
+  });
+
+  it("shows who left from that location only", () => {
+    const recent = [
+      { user: at(linus, "intro"), leftAt: Date.now() },
+      { user: at(grace, "risks"), leftAt: Date.now() },
+    ];
+    render(<AvatarStack users={[at(me, "intro")]} recent={recent} selfId="me" location="intro" />);
+    expect(faceIds()).toEqual(["me", "linus"]);
   });
 });

@@ -4,7 +4,15 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ActivityLog } from "../src/ActivityLog";
 import { TypingIndicator } from "../src/TypingIndicator";
 
-const u = (id: string, name: string): User => ({ id, name, state: {}, tabs: 1, since: 0 });
+const u = (id: string, name: string): User => ({
+  id,
+  name,
+  state: {},
+  tabs: 1,
+  since: 0,
+  status: "active",
+  statusSince: 0,
+});
 const entry = (seq: number, kind: "joined" | "left", user: User): ActivityEntry => ({
   seq,
   kind,

@@ -173,9 +173,7 @@ describe("<PresenceProvider> and hooks", () => {
       </Room>,
     );
     expect(net.sockets).toHaveLength(1);
-    expect(net.last.sentOfType("state")).toEqual([
-      { type: "state", state: { status: "active" }, user: { name: "Ada L." } },
-    ]);
+    expect(net.last.sentOfType("state")).toEqual([{ type: "state", state: {}, user: { name: "Ada L." } }]);
     expect(screen.getByTestId("self").textContent).toBe("Ada L.");
   });
 

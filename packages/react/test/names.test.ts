@@ -1,8 +1,16 @@
 import type { User } from "@herenow/client";
 import { describe, expect, it } from "vitest";
-import { displayName, joinNames, stackLabel, typingPhrase } from "../src/names";
+import { agoPhrase, displayName, durationPhrase, faceLabel, joinNames, stackLabel, typingPhrase } from "../src/names";
 
-const u = (id: string, name?: string): User => ({ id, ...(name ? { name } : {}), state: {}, tabs: 1, since: 0 });
+const u = (id: string, name?: string): User => ({
+  id,
+  ...(name ? { name } : {}),
+  state: {},
+  tabs: 1,
+  since: 0,
+  status: "active",
+  statusSince: 0,
+});
 
 describe("names", () => {
   it("falls back to Guest and a short tag of the id", () => {
@@ -31,5 +39,29 @@ describe("names", () => {
     expect(typingPhrase([u("a", "Ada")])).toBe("Ada is typing…");
     expect(typingPhrase([u("a", "Ada"), u("l", "Linus")])).toBe("Ada and Linus are typing…");
     expect(typingPhrase([u("a", "Ada"), u("l", "Linus"), u("g", "Grace")])).toBe("3 people are typing…");
+  });
+
+  it("says how long ago, in words and short", () => {
+    expect(agoPhrase(0)).toBe("just now");
+    expect(agoPhrase(44_999)).toBe("just now");
+    expect(agoPhrase(45_000)).toBe("1 minute ago");
+    expect(agoPhrase(60_000)).toBe("1 minute ago");
+    expect(agoPhrase(120_000)).toBe("2 minutes ago");
+    expect(agoPhrase(120_000, true)).toBe("2 min ago");
+    expect(agoPhrase(3_600_000)).toBe("1 hour ago");
+    expect(agoPhrase(7_200_000, true)).toBe("2 h ago");
+    expect(durationPhrase(59_999)).toBe("");
+    expect(durationPhrase(180_000)).toBe("3 min");
+    expect(durationPhrase(7_200_000)).toBe("2 h");
+  });
+
+  it("names a face with its status when not active", () => {
+    const ada = { ...u("a", "Ada") };
+    expect(faceLabel(ada)).toBe("Ada");
+    expect(faceLabel({ ...ada, status: "idle" })).toBe("Ada, idle");
+    expect(faceLabel({ ...ada, status: "away" })).toBe("Ada, away");
+    expect(faceLabel({ ...ada, status: "away" }, { self: true })).toBe("Ada (you), away");
+    expect(faceLabel(u("l", "Linus"), { leftAt: 0, now: 60_000 })).toBe("Linus, left 1 minute ago");
+    expect(faceLabel(u("l", "Linus"), { leftAt: 0, now: 1000 })).toBe("Linus, left just now");
   });
 });

@@ -378,11 +378,9 @@ mod tests {
 
     fn entry(tabs: u32) -> Entry {
         Entry {
-            user: UserHints::default(),
-            state: RawJson::empty_object(),
             tabs,
-            since: 1,
             verified: None,
+            ..Entry::new(UserHints::default(), RawJson::empty_object(), 1).stamped(1)
         }
     }
 

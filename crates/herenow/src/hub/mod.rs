@@ -33,8 +33,8 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::close::ServerClose;
 use crate::protocol::{
-    ErrorCode, Id, Join, OutEvent, Presence, Proto, RawJson, Rejection, Role, RoomEvent, RoomId,
-    UserHints,
+    ErrorCode, Id, Join, Location, OutEvent, Presence, Proto, RawJson, Rejection, Role, RoomEvent,
+    RoomId, Status, UserHints,
 };
 use crate::room::{Change, Roster};
 use crate::store::metered::MeteredStore;
@@ -159,6 +159,30 @@ impl Membership {
         }
     }
 
+    /// This tab's status changed (a viewer's is nobody's business).
+    pub async fn set_status(&self, status: Status) {
+        let write = self
+            .cell
+            .lock()
+            .members
+            .set_status(&self.id, self.socket, status);
+        if write {
+            self.hub.write(&self.cell, &self.id).await;
+        }
+    }
+
+    /// This tab moved to `location` (or nowhere in particular).
+    pub async fn set_location(&self, location: Option<Location>) {
+        let write = self
+            .cell
+            .lock()
+            .members
+            .set_location(&self.id, self.socket, location);
+        if write {
+            self.hub.write(&self.cell, &self.id).await;
+        }
+    }
+
     /// Send an event to every other socket of the room, on every instance.
     pub async fn publish(&self, event: OutEvent) {
         let msg = RoomEvent {
@@ -196,6 +220,8 @@ impl Drop for Membership {
     }
 }
 
+/// This process's clock, ms since the Unix epoch: join times, and stamps while the store
+/// is away.
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::mirror::{Read, Reason};
-use super::{Hub, Room, RoomCell, Timer};
+use super::{now_ms, Hub, Room, RoomCell, Timer};
 use crate::protocol::Id;
-use crate::room::{Entry, Op, RoomState, Roster, Stamped};
+use crate::room::{Change, Entry, InstanceId, Op, RoomState, Roster, Stamped};
 
 impl Hub {
     /// Bring the store in line with this instance's entry for `id`, and with every other
@@ -52,7 +52,8 @@ impl Hub {
                 let version = change.as_ref().map_or(0, |c| c.version);
                 for (written, desired) in &batch {
                     if let Some(local) = room.members.get_mut(written) {
-                        local.stored(desired.clone(), version);
+                        let held = held(change.as_ref(), self.store.instance(), written, desired);
+                        local.stored(desired.as_ref(), held, version);
                     }
                 }
                 if let Some(change) = change {
@@ -97,13 +98,15 @@ impl Hub {
         batch: &[(Id, Option<Entry>)],
     ) {
         let instance = self.store.instance();
+        let now = now_ms();
         let ops: Vec<Op> = batch
             .iter()
             .map(|(id, desired)| match desired {
+                // No store to stamp it: this instance's clock stands in until the repair.
                 Some(entry) => Op::Upsert {
                     instance: instance.clone(),
                     id: id.clone(),
-                    entry: entry.clone(),
+                    entry: entry.clone().stamped(now),
                 },
                 None => Op::Remove {
                     instance: instance.clone(),
@@ -130,7 +133,7 @@ impl Hub {
             };
             let result = self.store.register(&cell.id, &entries).await;
             let mut room = cell.lock();
-            if let Err(err) = result {
+            if let Err(err) = &result {
                 tracing::debug!(room = %cell.id, %err, "re-register failed; retrying when the store is back");
                 let room = &mut *room;
                 let local = local_state(room, self.store.instance());
@@ -147,8 +150,11 @@ impl Hub {
             // mirror is only a read that crossed newer changes.
             renumbered = change.as_ref().is_some_and(|c| c.version <= before);
             // Members that changed while the register was out stay to be written.
-            room.members
-                .registered(&entries, change.map_or(0, |c| c.version));
+            let version = change.as_ref().map_or(0, |c| c.version);
+            let instance = self.store.instance().clone();
+            room.members.registered(&entries, version, |id, sent| {
+                held(change.as_ref(), &instance, id, sent)
+            });
         }
         let reason = if renumbered {
             Reason::Renumbered
@@ -246,8 +252,10 @@ impl Hub {
     }
 }
 
-/// This instance's entries as a room state (what to show while the store is away).
-fn local_state(room: &Room, instance: &crate::room::InstanceId) -> RoomState {
+/// This instance's entries as a room state (what to show while the store is away,
+/// stamped by this instance's clock meanwhile).
+fn local_state(room: &Room, instance: &InstanceId) -> RoomState {
+    let now = now_ms();
     RoomState {
         version: 0,
         writers: Vec::new(),
@@ -258,10 +266,33 @@ fn local_state(room: &Room, instance: &crate::room::InstanceId) -> RoomState {
                 l.desired().map(|entry| Stamped {
                     instance: instance.clone(),
                     id: id.clone(),
-                    entry,
+                    entry: entry.stamped(now),
                     stamp: 0,
                 })
             })
             .collect(),
     }
+}
+
+/// The entry the store holds for `id` after a write of `sent`: as `change` carries it,
+/// stamped; `sent` itself when the change left it alone (it was equal already).
+fn held(
+    change: Option<&Change>,
+    instance: &InstanceId,
+    id: &Id,
+    sent: &Option<Entry>,
+) -> Option<Entry> {
+    let sent = sent.as_ref()?;
+    let stored = change
+        .into_iter()
+        .flat_map(|c| &c.ops)
+        .find_map(|op| match op {
+            Op::Upsert {
+                instance: i,
+                id: x,
+                entry,
+            } if i == instance && x == id => Some(entry.clone()),
+            _ => None,
+        });
+    Some(stored.unwrap_or_else(|| sent.clone()))
 }

@@ -4,11 +4,12 @@
 //! a feed with echoes), so the hub cannot tell them apart and the conformance suite holds
 //! for both. Several [`MemoryStore`]s can share one [`MemoryBackend`] to play several
 //! instances in one process, which is how the multi-instance logic of the hub is tested
-//! without a network.
+//! without a network. Its clock, for the stamps entries ask for ([`crate::room::Stamp`]),
+//! is this process's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -33,12 +34,28 @@ struct Backend {
 }
 
 impl Backend {
-    /// Bump the room version for `ops`, deliver the change to every watcher, and drop the
-    /// room once it is empty.
+    /// Bump the room version for `ops`, stamp the entries they write, deliver the change
+    /// to every watcher, and drop the room once it is empty.
     fn commit(&mut self, room: &RoomId, ops: Vec<Op>) -> Option<Change> {
         if ops.is_empty() {
             return None;
         }
+        let now = clock_ms();
+        let ops: Vec<Op> = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Upsert {
+                    instance,
+                    id,
+                    entry,
+                } => Op::Upsert {
+                    instance,
+                    id,
+                    entry: entry.stamped(now),
+                },
+                remove => remove,
+            })
+            .collect();
         let data = self.rooms.get_mut(room)?;
         data.version += 1;
         let version = data.version;
@@ -69,6 +86,13 @@ impl Backend {
         }
         Some(change)
     }
+}
+
+/// The store's clock: ms since the Unix epoch.
+fn clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Rooms shared by every [`MemoryStore`] made from it.

@@ -45,8 +45,25 @@ end
 -- The ops of the change being built, applied by commit() in order.
 local pending = {}
 
+-- An entry's last two fields are its stamps (room::Entry keeps them there, after
+-- everything a client sent): "now" in either becomes this script's TIME. The match is
+-- anchored at the end, so text inside the state or location cannot take part.
+local function stamped(entry)
+  local head, since, active = string.match(entry, '^(.*),"statusSince":([^,]*),"activeAt":([^,}]*)}$')
+  if not head then
+    return entry -- an entry without stamps (written by an older version)
+  end
+  if since == '"now"' then
+    since = now_text
+  end
+  if active == '"now"' then
+    active = now_text
+  end
+  return head .. ',"statusSince":' .. since .. ',"activeAt":' .. active .. '}'
+end
+
 local function upsert(instance, id, entry)
-  pending[#pending + 1] = { 'upsert', instance, id, entry }
+  pending[#pending + 1] = { 'upsert', instance, id, stamped(entry) }
 end
 
 local function remove(instance, id)

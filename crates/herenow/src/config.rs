@@ -196,9 +196,10 @@ pub struct Config {
     pub grace_ms: u64,
 
     /// Protocol-level ping to each socket, so dead peers are noticed and proxies keep
-    /// the connection open.
-    #[arg(long, env = "PING_MS", default_value_t = 15_000)]
-    pub ping_ms: u64,
+    /// the connection open. [default: STALE_MS / 2] At most STALE_MS / 2: a socket that
+    /// only answers pings must answer one before it counts as stale.
+    #[arg(long, env = "PING_MS")]
+    pub ping_ms: Option<u64>,
 
     /// A typing signal not refreshed for this long is withdrawn by the server.
     #[arg(long, env = "TYPING_TIMEOUT_MS", default_value_t = 5_000)]
@@ -434,6 +435,12 @@ impl Config {
         if self.heartbeat_ms == 0 || self.heartbeat_ms * 3 > self.stale_ms {
             return Err("HEARTBEAT_MS must be positive and at most STALE_MS / 3".into());
         }
+        if self
+            .ping_ms
+            .is_some_and(|p| p == 0 || p * 2 > self.stale_ms)
+        {
+            return Err("PING_MS must be positive and at most STALE_MS / 2, or sockets that only answer pings are dropped as stale".into());
+        }
         if self.reap_ms == 0 || self.reap_ms * 3 > self.lease_ms {
             return Err("REAP_MS must be positive and at most LEASE_MS / 3".into());
         }
@@ -569,7 +576,7 @@ impl Config {
         Duration::from_millis(self.grace_ms)
     }
     pub fn ping(&self) -> Duration {
-        Duration::from_millis(self.ping_ms)
+        Duration::from_millis(self.ping_ms.unwrap_or(self.stale_ms / 2))
     }
     pub fn typing_timeout(&self) -> Duration {
         Duration::from_millis(self.typing_timeout_ms)
@@ -627,7 +634,7 @@ mod tests {
         assert_eq!(c.lease_ms, 6_000);
         assert_eq!(c.reap_ms, 2_000);
         assert_eq!(c.grace_ms, 3_000);
-        assert_eq!(c.ping_ms, 15_000);
+        assert_eq!(c.ping(), Duration::from_millis(15_000));
         assert_eq!(c.typing_timeout_ms, 5_000);
         assert_eq!(c.hello_timeout_ms, 10_000);
         assert_eq!(c.max_frame_bytes, 4_096);
@@ -677,6 +684,32 @@ mod tests {
         assert!(c.check().is_err());
         let c = Config::parse_from_env_free(["herenow", "--redis-prefix", "a{b}"]);
         assert!(c.check().is_err());
+        // A socket that only answers pings would be dropped as stale between two pings.
+        let c = Config::parse_from_env_free([
+            "herenow",
+            "--stale-ms",
+            "3000",
+            "--heartbeat-ms",
+            "1000",
+            "--ping-ms",
+            "2000",
+        ]);
+        assert!(c.check().unwrap_err().contains("PING_MS"));
+    }
+
+    #[test]
+    fn pings_follow_a_shorter_stale_window() {
+        let c = Config::parse_from_env_free([
+            "herenow",
+            "--stale-ms",
+            "3000",
+            "--heartbeat-ms",
+            "1000",
+        ]);
+        c.check().unwrap();
+        assert_eq!(c.ping(), Duration::from_millis(1_500));
+        let c = Config::parse_from_env_free(["herenow", "--ping-ms", "5000"]);
+        assert_eq!(c.ping(), Duration::from_millis(5_000));
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";

@@ -94,7 +94,7 @@ impl Target {
             ("--heartbeat-ms", c.heartbeat_ms.to_string()),
             ("--lease-ms", c.lease_ms.to_string()),
             ("--reap-ms", c.reap_ms.to_string()),
-            ("--ping-ms", c.ping_ms.to_string()),
+            ("--ping-ms", c.ping().as_millis().to_string()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_string(), v])

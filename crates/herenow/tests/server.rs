@@ -485,7 +485,6 @@ async fn a_large_roster_arrives_whole_when_sent_in_fragments() {
     // The test reads one client at a time: the others must not go stale meanwhile.
     let mut config = test_config();
     config.stale_ms = 30_000;
-    config.ping_ms = 15_000;
     let s = TestServer::start(config).await;
     let url = s.ws_url("big");
     // Twelve members with nearly 1 KiB of state each: a snapshot over FRAGMENT_BYTES,

@@ -231,6 +231,8 @@ pub fn anomalies(clients: &[&Client]) -> Value {
     let mut regressions = 0;
     let mut server_closed = 0;
     let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    // By close code ("none": the connection ended without a close frame).
+    let mut closes: BTreeMap<String, u64> = BTreeMap::new();
     for c in clients {
         let s: ClientState = c.snapshot();
         let a = s.roster.anomalies;
@@ -242,6 +244,8 @@ pub fn anomalies(clients: &[&Client]) -> Value {
         regressions += a.regressions;
         if s.closed_by_server {
             server_closed += 1;
+            let code = s.close_code.map_or("none".to_string(), |c| c.to_string());
+            *closes.entry(code).or_default() += 1;
         }
         if let Some(code) = s.roster.last_error {
             *codes.entry(code).or_default() += 1;
@@ -256,6 +260,7 @@ pub fn anomalies(clients: &[&Client]) -> Value {
         "off_protocol": off,
         "version_regressions": regressions,
         "closed_by_server": server_closed,
+        "server_close_codes": closes,
     })
 }
 
@@ -280,7 +285,11 @@ pub fn check_anomalies(o: &mut crate::report::Outcome, a: &Value, allow_server_c
         o.check(
             "no_server_close",
             n("closed_by_server") == 0,
-            format!("{} sockets closed by the server", n("closed_by_server")),
+            format!(
+                "{} sockets closed by the server {}",
+                n("closed_by_server"),
+                a["server_close_codes"]
+            ),
         );
     }
 }

@@ -30,8 +30,9 @@ afterAll(async () => {
   await dev?.stop();
 });
 
+// Faces of people here: someone who just left stays a while, greyed (`hn-face--left`).
 const faces = (page: import("playwright-core").Page) =>
-  page.locator(".hn-stack .hn-face:not(.hn-face--leaving)").count();
+  page.locator(".hn-stack .hn-face:not(.hn-face--leaving):not(.hn-face--left)").count();
 
 describe("the demo through vercel dev", () => {
   it("the server service answers under /server, unstripped", async () => {
@@ -60,6 +61,7 @@ describe("the demo through vercel dev", () => {
     await linus.context.close();
     await waitForLabel(ada.page, "1 person here: you", TEST_GRACE_MS + 5000);
     await expect.poll(() => faces(ada.page), { timeout: 3000 }).toBe(1);
+    expect(await ada.page.locator(".hn-stack .hn-face--left").count()).toBe(1);
     await ada.context.close();
   });
 });

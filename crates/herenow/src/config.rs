@@ -245,8 +245,9 @@ pub struct Config {
     #[arg(long, env = "BROADCAST_INTERVAL_MS", default_value_t = 100)]
     pub broadcast_interval_ms: u64,
 
-    /// Outbound queue bound per socket, in bytes. A socket behind by more has its queued
-    /// rosters replaced by the latest snapshot (which is always let through), and is
+    /// Outbound backlog bound per socket, in bytes: the diffs and events queued after its
+    /// latest full roster (which is always let through, whatever its size). A socket
+    /// behind by more has its queued rosters replaced by the latest snapshot, and is
     /// closed with 1013 if that keeps happening.
     #[arg(long, env = "OUTBOX_BYTES", default_value_t = 1 << 20)]
     pub outbox_bytes: usize,

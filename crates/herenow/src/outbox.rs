@@ -5,7 +5,10 @@
 //! not taken yet: a socket that is a little behind (a storm of joins while its writer
 //! waits for the CPU) gets the latest roster once instead of every one in between, at no
 //! cost in latency. A socket that falls further behind never grows the server's memory
-//! without bound: on overflow its queued rosters are replaced by the latest full one,
+//! without bound: the budget bounds the backlog after the latest full roster (diffs and
+//! events); the full roster itself is always let through, however large (a snapshot of a
+//! 10,000-member room is over a megabyte, and counting it would make every diff behind
+//! it an overflow). On overflow its queued rosters are replaced by the latest full one,
 //! ephemeral frames are dropped (events are at most once anyway), and a socket that keeps
 //! overflowing is closed with 1013 (try again later) so it reconnects and starts fresh.
 
@@ -59,11 +62,23 @@ pub enum Next {
 #[derive(Default)]
 struct Inner {
     queue: VecDeque<(Text, Kind)>,
+    /// Bytes of everything queued.
     bytes: usize,
+    /// Bytes of the full rosters among them (at most one: each supersedes the others).
+    full: usize,
     overflows: u32,
     close: Option<ServerClose>,
     /// The close was handed to the writer: nothing more will be sent.
     finished: bool,
+}
+
+impl Inner {
+    /// Drop every queued roster frame (a newer full roster replaces them all).
+    fn drop_rosters(&mut self) {
+        self.queue.retain(|(_, k)| !k.is_roster());
+        self.bytes = self.queue.iter().map(|(f, _)| f.len()).sum();
+        self.full = 0;
+    }
 }
 
 pub struct Outbox {
@@ -91,19 +106,20 @@ impl Outbox {
             return Pushed::Dropped;
         }
         if kind == Kind::Full && q.queue.iter().any(|(_, k)| k.is_roster()) {
-            q.queue.retain(|(_, k)| !k.is_roster());
-            q.bytes = q.queue.iter().map(|(f, _)| f.len()).sum();
+            q.drop_rosters();
         }
-        if q.bytes + frame.len() > self.budget {
+        // The backlog after the latest full roster is what the budget bounds.
+        let backlog = q.bytes - q.full + if kind == Kind::Full { 0 } else { frame.len() };
+        if backlog > self.budget {
             if kind == Kind::Other {
                 return Pushed::Dropped;
             }
-            q.queue.retain(|(_, k)| !k.is_roster());
-            q.bytes = q.queue.iter().map(|(f, _)| f.len()).sum();
+            q.drop_rosters();
             q.overflows += 1;
             if q.overflows > MAX_OVERFLOWS {
                 q.queue.clear();
                 q.bytes = 0;
+                q.full = 0;
                 q.close = Some(ServerClose::Slow);
                 drop(q);
                 self.notify.notify_one();
@@ -112,6 +128,9 @@ impl Outbox {
             return Pushed::Overflow;
         }
         q.bytes += frame.len();
+        if kind == Kind::Full {
+            q.full += frame.len();
+        }
         q.queue.push_back((frame, kind));
         drop(q);
         self.notify.notify_one();
@@ -124,9 +143,10 @@ impl Outbox {
         if q.close.is_some() || q.finished {
             return;
         }
-        q.queue.retain(|(_, k)| !k.is_roster());
+        q.drop_rosters();
+        q.bytes += roster.len();
+        q.full = roster.len();
         q.queue.push_back((roster, Kind::Full));
-        q.bytes = q.queue.iter().map(|(f, _)| f.len()).sum();
         drop(q);
         self.notify.notify_one();
     }
@@ -151,6 +171,7 @@ impl Outbox {
         let mut q = self.lock();
         if !q.queue.is_empty() {
             q.bytes = 0;
+            q.full = 0;
             q.overflows = 0;
             return Some(Next::Frames(q.queue.drain(..).map(|(f, _)| f).collect()));
         }
@@ -202,6 +223,34 @@ mod tests {
             Next::Frames(f) => assert_eq!(f.iter().map(|f| f.len()).collect::<Vec<_>>(), [30, 500]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_full_roster_over_the_budget_makes_no_overflow_of_the_diffs_behind_it() {
+        // A big room's snapshot is larger than the budget; the diffs that follow it while
+        // the writer is busy must not count as the socket falling behind.
+        let o = Outbox::new(100);
+        assert_eq!(o.push(frame(500), Kind::Full), Pushed::Queued);
+        for _ in 0..=MAX_OVERFLOWS {
+            assert_eq!(o.push(frame(20), Kind::Diff), Pushed::Queued);
+        }
+        assert_eq!(
+            o.push(frame(30), Kind::Other),
+            Pushed::Dropped,
+            "backlog 80 + 30 > 100"
+        );
+        match o.next().await {
+            Next::Frames(f) => assert_eq!(f.len(), 1 + MAX_OVERFLOWS as usize + 1),
+            other => panic!("{other:?}"),
+        }
+        // The backlog itself is still bounded.
+        assert_eq!(o.push(frame(500), Kind::Full), Pushed::Queued);
+        assert_eq!(o.push(frame(101), Kind::Diff), Pushed::Overflow);
+        assert_eq!(
+            o.queued_bytes(),
+            0,
+            "the roster and the diff went; the caller queues a new one"
+        );
     }
 
     #[tokio::test]

@@ -42,6 +42,23 @@ async fn join(hub: &Arc<Hub>, id: &str) -> (Membership, Arc<Outbox>) {
     (m, outbox)
 }
 
+/// What the writer would take from `outbox` right now, decoded, without letting the
+/// (paused) clock move.
+async fn take_now(outbox: &Outbox) -> Vec<ServerMsg> {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let mut out = Vec::new();
+    while let Some(Next::Frames(frames)) = futures_util::FutureExt::now_or_never(outbox.next()) {
+        out.extend(
+            frames
+                .iter()
+                .map(|f| serde_json::from_str::<ServerMsg>(&f.to_string()).unwrap()),
+        );
+    }
+    out
+}
+
 /// Everything queued on `outbox` right now, decoded.
 async fn drain(outbox: &Outbox) -> Vec<ServerMsg> {
     // Let spawned tasks (timers, writes) run first.
@@ -154,4 +171,36 @@ async fn the_default_budget_sends_a_meeting_start_at_once() {
         members.push(join(&hub, &format!("m{i}")).await);
     }
     assert_eq!(drain(&seen).await.len(), 90);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_socket_that_joins_while_its_room_merges_gets_one_full_roster() {
+    // Served at once, a joiner would hold a version inside the merged diff's span and
+    // need a second full roster when the diff goes out: in a room of thousands, a
+    // megabyte twice per join.
+    let mut settings = HubSettings::from_config(&Config::defaults());
+    settings.broadcast_frames = 100;
+    let hub = hub_with(settings);
+    let mut members = Vec::new();
+    let mut got: Vec<Vec<ServerMsg>> = Vec::new();
+    for i in 0..30 {
+        members.push(join(&hub, &format!("m{i}")).await);
+        got.push(Vec::new());
+        // Every socket's writer takes what is queued, as it would between two joins.
+        for (k, (_, outbox)) in members.iter().enumerate() {
+            got[k].extend(take_now(outbox).await);
+        }
+    }
+    // m0..m13 spend the budget (as in the storm above); the rest join a merging room,
+    // and get their first roster with its merged flush.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (k, (_, outbox)) in members.iter().enumerate() {
+        got[k].extend(take_now(outbox).await);
+    }
+    for (k, msgs) in got.iter().enumerate().skip(15) {
+        assert!(
+            matches!(&msgs[..], [ServerMsg::Presence(p)] if p.count == 30),
+            "m{k}: {msgs:?}"
+        );
+    }
 }

@@ -185,9 +185,15 @@ impl Peers {
         }
     }
 
-    /// A full roster to every socket waiting for one that `roster` covers.
+    /// A full roster to every socket waiting for one that `roster` covers. While the room
+    /// is merging they wait for its flush: served now, they would hold a version inside
+    /// the merged diff's span and need a second full roster when it goes out (in a big
+    /// room, a megabyte each, for every join of the interval).
     pub(super) fn serve_waiting(&mut self, roster: &Roster) -> Sent {
         let mut sent = Sent::default();
+        if self.pace == Pace::Merging {
+            return sent;
+        }
         let Peers {
             by_socket, frames, ..
         } = self;
@@ -369,6 +375,7 @@ impl Hub {
         let mut room = cell.lock();
         let room = &mut *room;
         room.peers.pace = Pace::Immediate;
+        self.serve_waiting(room);
         let Room { mirror, peers, .. } = room;
         if let Some(view) = mirror.view_mut() {
             let sent = peers.flush(&view.roster, &mut view.span);

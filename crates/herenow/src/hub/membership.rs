@@ -276,7 +276,8 @@ impl Members {
                 verified: join.verified,
                 ..Entry::new(join.user.clone(), join.state.clone(), now_ms)
             },
-            slots: Vec::new(),
+            // Most members have one tab: room for one, not the four a first push reserves.
+            slots: Vec::with_capacity(1),
             stored: None,
             written: 0,
             shown: 0,

@@ -529,3 +529,73 @@ async fn a_large_roster_arrives_whole_when_sent_in_fragments() {
     );
     assert!(late.errors.is_empty() && members[0].errors.is_empty());
 }
+
+#[tokio::test]
+async fn a_socket_that_stops_reading_is_closed_as_slow_and_counted() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    // It answers nothing, pings included: only the slow close may end it here.
+    let config = common::test_config_with(&[
+        "--stale-ms",
+        "60000",
+        "--heartbeat-ms",
+        "1000",
+        "--ping-ms",
+        "30000",
+        "--outbox-bytes",
+        "4096",
+        "--rate-per-sec",
+        "100000",
+        "--rate-burst",
+        "100000",
+    ]);
+    let s = TestServer::start(config).await;
+    let url = s.ws_url("slow");
+    // A reader that never reads, with a small receive window: the kernel's buffers fill
+    // in kilobytes, then the server's outbox.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .unwrap();
+    let hello = json!({"type": "hello", "id": "stuck", "proto": 2}).to_string();
+    stuck.send(Message::Text(hello.into())).await.unwrap();
+
+    // Protocol 1: state changes send it nothing, so only the stuck socket falls behind.
+    let mut busy = TestClient::join(&url, "busy", 1).await;
+    let pad = "x".repeat(900);
+    let slow_closes = || async {
+        let (_, metrics) = http_get(s.addr, "/server/metrics").await;
+        metrics.contains("herenow_server_closes_total{reason=\"slow\"} 1")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut counted = false;
+    for i in 0..20_000u32 {
+        busy.send(json!({"type": "state", "state": {"n": i, "pad": pad}}))
+            .await;
+        if i % 50 == 0 {
+            busy.settle(Duration::from_millis(2)).await;
+            if slow_closes().await {
+                counted = true;
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                break;
+            }
+        }
+    }
+    assert!(counted, "the stuck socket was closed as slow and counted");
+    // The room goes on for everyone else.
+    busy.send(json!({"type": "state", "state": {"after": true}}))
+        .await;
+    let mut watcher = TestClient::join(&url, "watcher", 2).await;
+    watcher
+        .wait("busy's last state", |c| {
+            c.user("busy")
+                .is_some_and(|u| u.state.get().contains("after"))
+        })
+        .await;
+    assert!(busy.closed.is_none());
+    drop(stuck);
+}

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -33,17 +32,7 @@ impl Herenow {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn herenow");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("herenow prints its address");
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
+        let addr = common::listening_address(&mut child);
         Herenow { child, addr }
     }
 

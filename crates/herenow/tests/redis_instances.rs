@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -280,16 +279,7 @@ impl Instance {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn herenow");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("herenow prints its address");
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .expect("an address")
-            .to_string();
+        let addr = common::listening_address(&mut child);
         Instance { child, addr }
     }
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -82,16 +82,9 @@ impl Running {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn herenow");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("herenow prints its address");
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let addr = common::listening_address(&mut child)
+            .parse()
+            .expect("a socket address");
         Running { child, addr }
     }
 

@@ -357,16 +357,7 @@ impl Members {
     /// The tab of `socket` says it is `status` now. Returns whether the store needs a
     /// write.
     pub(super) fn set_status(&mut self, id: &Id, socket: SocketId, status: Status) -> bool {
-        let moment = self.clock + 1;
-        let Some((local, slot)) = self.live(id, socket) else {
-            return false;
-        };
-        if !local.slots[slot].set_status(status, moment) {
-            return false;
-        }
-        local.refold(moment);
-        self.clock = moment;
-        self.mark(id)
+        self.tab_says(id, socket, |slot, moment| slot.set_status(status, moment))
     }
 
     /// The tab of `socket` is at `location` now. Returns whether the store needs a write.
@@ -376,11 +367,24 @@ impl Members {
         socket: SocketId,
         location: Option<Location>,
     ) -> bool {
+        self.tab_says(id, socket, |slot, moment| {
+            slot.set_location(location, moment)
+        })
+    }
+
+    /// Apply what the tab of `socket` says of itself (`change` tells whether anything
+    /// changed) at the next moment, and refold its member if it did.
+    fn tab_says(
+        &mut self,
+        id: &Id,
+        socket: SocketId,
+        change: impl FnOnce(&mut Slot, u64) -> bool,
+    ) -> bool {
         let moment = self.clock + 1;
         let Some((local, slot)) = self.live(id, socket) else {
             return false;
         };
-        if !local.slots[slot].set_location(location, moment) {
+        if !change(&mut local.slots[slot], moment) {
             return false;
         }
         local.refold(moment);

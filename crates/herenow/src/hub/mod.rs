@@ -153,31 +153,25 @@ impl Membership {
 
     /// Replace this member's state and/or display hints (a viewer has none).
     pub async fn update(&self, user: Option<UserHints>, state: Option<RawJson>) {
-        let write = self.cell.lock().members.update(&self.id, user, state);
-        if write {
-            self.hub.write(&self.cell, &self.id).await;
-        }
+        self.change(|members| members.update(&self.id, user, state))
+            .await;
     }
 
     /// This tab's status changed (a viewer's is nobody's business).
     pub async fn set_status(&self, status: Status) {
-        let write = self
-            .cell
-            .lock()
-            .members
-            .set_status(&self.id, self.socket, status);
-        if write {
-            self.hub.write(&self.cell, &self.id).await;
-        }
+        self.change(|members| members.set_status(&self.id, self.socket, status))
+            .await;
     }
 
     /// This tab moved to `location` (or nowhere in particular).
     pub async fn set_location(&self, location: Option<Location>) {
-        let write = self
-            .cell
-            .lock()
-            .members
-            .set_location(&self.id, self.socket, location);
+        self.change(|members| members.set_location(&self.id, self.socket, location))
+            .await;
+    }
+
+    /// Change this member's bookkeeping, and write it when that says the store must know.
+    async fn change(&self, change: impl FnOnce(&mut Members) -> bool) {
+        let write = change(&mut self.cell.lock().members);
         if write {
             self.hub.write(&self.cell, &self.id).await;
         }

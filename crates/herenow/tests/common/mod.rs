@@ -23,6 +23,22 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// The address a spawned `herenow` prints first (`herenow listening on http://ADDR`),
+/// read from its piped stdout.
+pub fn listening_address(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .expect("herenow prints its address");
+    line.trim()
+        .rsplit("http://")
+        .next()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string()
+}
+
 /// How long any wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -272,19 +288,7 @@ impl TestClient {
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
             .await
             .expect("connect in time")?;
-        Ok(TestClient {
-            ws: Some(ws),
-            id: String::new(),
-            view: ClientView::default(),
-            presence: None,
-            diffs: Vec::new(),
-            snapshots: 0,
-            events: Vec::new(),
-            errors: Vec::new(),
-            pongs: 0,
-            closed: None,
-            gaps: 0,
-        })
+        Ok(TestClient::connect_ws(ws))
     }
 
     /// Connect with extra request headers (Origin, X-Forwarded-For): the client, or the
@@ -302,11 +306,7 @@ impl TestClient {
             .await
             .expect("connect in time")
         {
-            Ok((ws, _)) => {
-                let mut c = TestClient::connect_ws(ws);
-                c.id = String::new();
-                Ok(c)
-            }
+            Ok((ws, _)) => Ok(TestClient::connect_ws(ws)),
             Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
             Err(other) => panic!("connect: {other}"),
         }

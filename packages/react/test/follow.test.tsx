@@ -1,19 +1,13 @@
 // Follow mode: the face menu, the banner, scrolling to the followed person's location and
 // every way it stops.
-import type { ClientEnvironment, User } from "@herenow/client";
+import type { User } from "@herenow/client";
 import { act, cleanup, fireEvent, render, screen } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { diff, fakeSockets, snapshot, u } from "../../client/test/fake-socket";
+import { diff, fakeSockets, u } from "../../client/test/fake-socket";
+import { joinAs, noBrowser } from "./harness";
 import { AvatarStack } from "../src/AvatarStack";
 import { PresenceProvider, useFollow } from "../src/hooks";
 
-const noBrowser: ClientEnvironment = {
-  location: { protocol: "http:", host: "localhost" },
-  sessionStorage: null,
-  broadcastChannel: null,
-  document: null,
-  window: null,
-};
 let net: ReturnType<typeof fakeSockets>;
 let scrolled: string[];
 
@@ -45,13 +39,6 @@ function Room(props: { children?: React.ReactNode; onFollow?: (location: string,
   );
 }
 
-function joinAs(users: User[], version = 1) {
-  act(() => {
-    net.last.accept();
-    net.last.push(snapshot(version, users, "me"));
-  });
-}
-
 const room = () => [
   u("me", 1, { name: "Me", location: "intro" }),
   u("ada", 2, { name: "Ada", location: "risks", color: "#e76f51" }),
@@ -67,7 +54,7 @@ function followAda() {
 describe("follow", () => {
   it("a face offers Follow; following goes to their location and shows the banner", () => {
     render(<Room />);
-    joinAs(room());
+    joinAs(net, room());
     const face = screen.getByRole("button", { name: "Ada" });
     expect(face.getAttribute("aria-haspopup")).toBe("menu");
     expect(face.getAttribute("aria-expanded")).toBe("false");
@@ -88,7 +75,7 @@ describe("follow", () => {
 
   it("keeps up as they move, and only scrolls when their location changes", () => {
     render(<Room />);
-    joinAs(room());
+    joinAs(net, room());
     followAda();
     act(() => net.last.push(diff(1, 2, { updated: [u("ada", 2, { name: "Ada", location: "intro" })] })));
     act(() => net.last.push(diff(2, 3, { updated: [u("ada", 2, { name: "Ada", location: "intro", tabs: 2 })] })));
@@ -97,7 +84,7 @@ describe("follow", () => {
 
   it("stops with one click on the banner", () => {
     render(<Room />);
-    joinAs(room());
+    joinAs(net, room());
     followAda();
     fireEvent.click(screen.getByRole("button", { name: "Stop following" }));
     expect(banner()).toBeNull();
@@ -112,7 +99,7 @@ describe("follow", () => {
     ["Escape", () => window.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape" }))],
   ])("scrolling yourself stops it: %s", (_, act_) => {
     render(<Room />);
-    joinAs(room());
+    joinAs(net, room());
     followAda();
     act(act_);
     expect(banner()).toBeNull();
@@ -123,7 +110,7 @@ describe("follow", () => {
     vi.spyOn(root, "clientWidth", "get").mockReturnValue(1000);
     vi.spyOn(root, "clientHeight", "get").mockReturnValue(700);
     render(<Room />);
-    joinAs(room());
+    joinAs(net, room());
     followAda();
     fireEvent.pointerDown(document.body, { clientX: 500, clientY: 300 });
     expect(banner()).not.toBeNull();
@@ -137,7 +124,7 @@ describe("follow", () => {
         <textarea aria-label="notes" />
       </Room>,
     );
-    joinAs(room());
+    joinAs(net, room());
     followAda();
     fireEvent.keyDown(screen.getByRole("textbox"), { key: " " });
     expect(banner()).not.toBeNull();
@@ -145,7 +132,7 @@ describe("follow", () => {
 
   it("stops when the followed person leaves", () => {
     render(<Room />);
-    joinAs(room());
+    joinAs(net, room());
     followAda();
     act(() => net.last.push(diff(1, 2, { left: ["ada"] })));
     expect(banner()).toBeNull();
@@ -153,7 +140,7 @@ describe("follow", () => {
 
   it("the menu of a followed face offers to stop", () => {
     render(<Room />);
-    joinAs(room());
+    joinAs(net, room());
     followAda();
     fireEvent.click(screen.getByRole("button", { name: "Ada" }));
     fireEvent.click(screen.getByRole("menuitem", { name: "Stop following Ada" }));
@@ -162,7 +149,7 @@ describe("follow", () => {
 
   it("the menu closes on Escape (focus back on the face) and on a press elsewhere", () => {
     render(<Room />);
-    joinAs(room());
+    joinAs(net, room());
     const face = screen.getByRole("button", { name: "Ada" });
     fireEvent.click(face);
     fireEvent.keyDown(screen.getByRole("menu"), { key: "Escape" });
@@ -176,7 +163,7 @@ describe("follow", () => {
   it("onFollow replaces the scrolling", () => {
     const onFollow = vi.fn();
     render(<Room onFollow={onFollow} />);
-    joinAs(room());
+    joinAs(net, room());
     followAda();
     expect(onFollow).toHaveBeenCalledWith("risks", expect.objectContaining({ id: "ada" }));
     expect(scrolled).toEqual([]);
@@ -193,7 +180,7 @@ describe("follow", () => {
         <Probe />
       </Room>,
     );
-    joinAs(room());
+    joinAs(net, room());
     act(() => api!.follow("me"));
     act(() => api!.follow("nobody"));
     expect(screen.getByTestId("f").textContent).toBe("-");
@@ -218,7 +205,7 @@ describe("follow", () => {
         <Probe />
       </PresenceProvider>,
     );
-    joinAs(room());
+    joinAs(net, room());
     act(() => api!.follow("ada"));
     expect(api!.following?.id).toBe("ada");
     expect(banner()).toBeNull();

@@ -1,21 +1,15 @@
-import { PresenceClient, type ClientEnvironment } from "@herenow/client";
+import { PresenceClient } from "@herenow/client";
 import { act, cleanup, fireEvent, render, screen } from "@testing-library/react";
 import { StrictMode, useRef } from "react";
 import { renderToString } from "react-dom/server";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { diff, fakeSockets, snapshot, u } from "../../client/test/fake-socket";
+import { diff, fakeSockets, u } from "../../client/test/fake-socket";
+import { joinAs, noBrowser } from "./harness";
 import { ActivityLog } from "../src/ActivityLog";
 import { AvatarStack } from "../src/AvatarStack";
 import { PresenceProvider, useOthers, useSelf, useStatus, useTyping } from "../src/hooks";
 import { TypingIndicator } from "../src/TypingIndicator";
 
-const noBrowser: ClientEnvironment = {
-  location: { protocol: "http:", host: "localhost" },
-  sessionStorage: null,
-  broadcastChannel: null,
-  document: null,
-  window: null,
-};
 let net: ReturnType<typeof fakeSockets>;
 
 beforeEach(() => {
@@ -55,13 +49,6 @@ function OtherNames() {
   );
 }
 
-function joinAs(users = [u("me", 1, { name: "Me" })], version = 1) {
-  act(() => {
-    net.last.accept();
-    net.last.push(snapshot(version, users, "me"));
-  });
-}
-
 describe("<PresenceProvider> and hooks", () => {
   it("passes getToken through (the latest one) and tells the app on 4401", async () => {
     const onAuthError = vi.fn();
@@ -99,7 +86,7 @@ describe("<PresenceProvider> and hooks", () => {
     expect(screen.getByTestId("status").textContent).toBe("connecting");
     expect(net.sockets).toHaveLength(1);
     expect(net.last.url).toBe("ws://localhost/server/ws/lobby");
-    joinAs([u("me", 1, { name: "Me" }), u("ada", 2, { name: "Ada" })]);
+    joinAs(net, [u("me", 1, { name: "Me" }), u("ada", 2, { name: "Ada" })]);
     expect(screen.getByTestId("status").textContent).toBe("open");
     expect(screen.getByTestId("self").textContent).toBe("Me");
     expect(screen.getByTestId("others").textContent).toBe("Ada");
@@ -113,7 +100,7 @@ describe("<PresenceProvider> and hooks", () => {
         <OtherNames />
       </Room>,
     );
-    joinAs([u("me", 1), u("ada", 2, { name: "Ada" })]);
+    joinAs(net, [u("me", 1), u("ada", 2, { name: "Ada" })]);
     const before = Number(screen.getByTestId("others").dataset.renders);
     act(() => net.last.push(diff(1, 2, { updated: [u("ada", 2, { name: "Ada", state: { cursor: 5 } })] })));
     act(() => net.last.push(diff(2, 3, { updated: [u("ada", 2, { name: "Ada", state: { cursor: 6 } })] })));
@@ -130,7 +117,7 @@ describe("<PresenceProvider> and hooks", () => {
         <ActivityLog />
       </Room>,
     );
-    joinAs([u("me", 1, { name: "Me" }), u("ada", 2, { name: "Ada" })]);
+    joinAs(net, [u("me", 1, { name: "Me" }), u("ada", 2, { name: "Ada" })]);
     expect(screen.getByRole("group").getAttribute("aria-label")).toBe("2 people here: Ada and you");
     act(() => net.last.push({ type: "event", roomId: "lobby", from: "ada", event: "typing", data: { typing: true } }));
     expect(screen.getByText("Ada is typing…")).toBeTruthy();
@@ -150,7 +137,7 @@ describe("<PresenceProvider> and hooks", () => {
         <Box />
       </Room>,
     );
-    joinAs();
+    joinAs(net);
     const box = screen.getByRole("textbox", { name: "message" });
     for (let i = 0; i < 12; i++) fireEvent.input(box, { target: { value: "x".repeat(i + 1) } });
     fireEvent.blur(box);
@@ -164,7 +151,7 @@ describe("<PresenceProvider> and hooks", () => {
         <Self />
       </Room>,
     );
-    joinAs([u("me", 1, { name: "Ada" })]);
+    joinAs(net, [u("me", 1, { name: "Ada" })]);
     expect(net.last.sentOfType("hello")[0]?.user).toEqual({ name: "Ada" });
     act(() => vi.advanceTimersByTime(1000));
     rerender(
@@ -184,7 +171,7 @@ describe("<PresenceProvider> and hooks", () => {
         <Status />
       </Room>,
     );
-    joinAs();
+    joinAs(net);
     rerender(
       <Room room="design-review">
         <Status />

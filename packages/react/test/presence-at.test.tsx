@@ -3,7 +3,8 @@ import type { ClientEnvironment } from "@herenow/client";
 import { act, cleanup, render, screen } from "@testing-library/react";
 import { useState } from "react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { diff, fakeSockets, snapshot, u } from "../../client/test/fake-socket";
+import { diff, fakeSockets, u } from "../../client/test/fake-socket";
+import { joinAs, noBrowser } from "./harness";
 import { AvatarStack } from "../src/AvatarStack";
 import {
   PresenceProvider,
@@ -15,13 +16,6 @@ import {
   useUserStatus,
 } from "../src/hooks";
 
-const noBrowser: ClientEnvironment = {
-  location: { protocol: "http:", host: "localhost" },
-  sessionStorage: null,
-  broadcastChannel: null,
-  document: null,
-  window: null,
-};
 let net: ReturnType<typeof fakeSockets>;
 
 beforeEach(() => {
@@ -45,13 +39,6 @@ function Room(props: { children: React.ReactNode; environment?: ClientEnvironmen
   );
 }
 
-function joinAs(users = [u("me", 1, { name: "Me" })], version = 1) {
-  act(() => {
-    net.last.accept();
-    net.last.push(snapshot(version, users, "me"));
-  });
-}
-
 describe("usePresenceAt and <AvatarStack location>", () => {
   function Section(props: { id: string }) {
     const here = usePresenceAt(props.id);
@@ -66,7 +53,7 @@ describe("usePresenceAt and <AvatarStack location>", () => {
         <AvatarStack location="risks" />
       </Room>,
     );
-    joinAs([
+    joinAs(net, [
       u("me", 1, { name: "Me", location: "intro" }),
       u("ada", 2, { name: "Ada", location: "intro" }),
       u("linus", 3, { name: "Linus" }),
@@ -104,7 +91,7 @@ describe("usePublishLocation", () => {
         <Page />
       </Room>,
     );
-    joinAs();
+    joinAs(net);
     expect(net.last.sentOfType("hello")[0]?.location).toBe("intro");
     act(() => vi.advanceTimersByTime(1000));
     act(() => screen.getByText("risks").click());
@@ -140,7 +127,7 @@ describe("useUserStatus, useTabStatus and useStatus", () => {
       </Room>,
     );
     expect(screen.getByTestId("s").textContent).toBe("connecting / me - / tab active / ada -");
-    joinAs([u("me", 1), u("ada", 2, { status: "idle", statusSince: 77 })]);
+    joinAs(net, [u("me", 1), u("ada", 2, { status: "idle", statusSince: 77 })]);
     expect(screen.getByTestId("s").textContent).toBe("open / me active / tab active / ada idle@77");
     act(() => {
       doc.visibilityState = "hidden";
@@ -172,7 +159,7 @@ describe("useRecentlyLeft", () => {
         <AvatarStack />
       </Room>,
     );
-    joinAs([u("me", 1, { name: "Me" }), u("ada", 2, { name: "Ada" })]);
+    joinAs(net, [u("me", 1, { name: "Me" }), u("ada", 2, { name: "Ada" })]);
     act(() => net.last.push(diff(1, 2, { left: ["ada"] })));
     expect(screen.getByTestId("gone").textContent).toBe("Ada");
     expect(screen.getByRole("img", { name: "Ada, left just now" })).toBeTruthy();
@@ -189,7 +176,7 @@ describe("useRecentlyLeft", () => {
         <AvatarStack />
       </Room>,
     );
-    joinAs([u("me", 1, { name: "Me" }), u("ada", 2, { name: "Ada" })]);
+    joinAs(net, [u("me", 1, { name: "Me" }), u("ada", 2, { name: "Ada" })]);
     act(() => net.last.push(diff(1, 2, { left: ["ada"] })));
     act(() => net.last.push(diff(2, 3, { joined: [u("ada", 5, { name: "Ada" })] })));
     const face = document.querySelector<HTMLElement>('[data-presence-id="ada"]')!;
